@@ -1,0 +1,71 @@
+"""Token embeddings of the VL-BERT layout (METHOD §2).
+
+Parameter names extend Hugging Face BERT's ``embeddings.*`` so that a text
+BERT's weights load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from groundattn.model.config import EncoderConfig
+from groundattn.model.inputs import VLBatch
+
+
+def box_geometry(boxes: Tensor) -> Tensor:
+    """(…, 4) normalised x1 y1 x2 y2 → (…, 6) x1 y1 x2 y2 w h."""
+    wh = boxes[..., 2:] - boxes[..., :2]
+    return torch.cat([boxes, wh], dim=-1)
+
+
+class VisualEmbedding(nn.Module):
+    """LayerNorm(projected region feature + embedded box geometry)."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.feature_projection = nn.Linear(config.visual_feature_dim, config.hidden_size)
+        self.geometry_projection = nn.Linear(6, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, features: Tensor, boxes: Tensor) -> Tensor:
+        # (B, R, F), (B, R, 4) -> (B, R, D)
+        return self.LayerNorm(
+            self.feature_projection(features) + self.geometry_projection(box_geometry(boxes))
+        )
+
+
+class VLEmbeddings(nn.Module):
+    """Word, visual, position and segment embeddings, summed and layer-normed."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        D = config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, D, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, D)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, D)
+        self.image_token_embedding = nn.Parameter(torch.zeros(D))  # the learned "[IMG]" word
+        self.end_token_embedding = nn.Parameter(torch.zeros(D))  # the learned "[END]" word
+        self.visual = VisualEmbedding(config)
+        self.LayerNorm = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, batch: VLBatch) -> Tensor:
+        B, N = batch.input_ids.shape
+        text = batch.text_mask[..., None]  # (B, N, 1)
+        tokens = self.word_embeddings(batch.input_ids) * text  # (B, N, D)
+        if batch.region_valid.shape[1]:
+            visual = self.visual(batch.region_features, batch.region_boxes)  # (B, R, D)
+            region_tokens = (self.image_token_embedding + visual)[batch.region_valid]  # (ΣR, D)
+            # The k-th region slot of a sample goes to its k-th region position.
+            tokens = tokens.masked_scatter(batch.region_mask[..., None], region_tokens)
+            # Text carries the whole image r0, never its grounded box (METHOD §2).
+            has_image = batch.region_valid[:, :1, None]  # (B, 1, 1)
+            tokens = tokens + visual[:, :1] * (text & has_image)
+            tokens = tokens + self.end_token_embedding * batch.end_mask[..., None]
+        x = (
+            tokens
+            + self.position_embeddings(batch.position_ids)
+            + self.token_type_embeddings(batch.segment_ids)
+        )
+        return self.dropout(self.LayerNorm(x))  # (B, N, D)

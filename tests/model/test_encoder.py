@@ -1,0 +1,167 @@
+import pytest
+import torch
+from helpers import mixed_batch
+from transformers import BertConfig, BertModel
+
+from groundattn.model import (
+    AttentionNotCaptured,
+    VLEncoder,
+    default_bert_path,
+    from_pretrained,
+    pack,
+    preset,
+)
+
+
+def _text_batch(lengths, vocab=1000):
+    g = torch.Generator().manual_seed(1)
+    tokens = [
+        [101, *torch.randint(1000, 1000 + vocab, (n - 2,), generator=g).tolist(), 102]
+        for n in lengths
+    ]
+    segments = [[0] * (n // 2) + [1] * (n - n // 2) for n in lengths]
+    return pack(
+        tokens, segments, [torch.zeros(0, 4)] * len(lengths), [torch.zeros(0, 4)] * len(lengths)
+    )
+
+
+def _assert_parity(model: VLEncoder, bert: BertModel, lengths):
+    batch = _text_batch(lengths)
+    model.eval(), bert.eval()
+    with torch.no_grad():
+        ours = model(batch, output_hidden_states=True)
+        theirs = bert(
+            input_ids=batch.input_ids,
+            token_type_ids=batch.segment_ids,
+            attention_mask=batch.valid_mask.long(),
+            output_hidden_states=True,
+        )
+    valid = batch.valid_mask
+    assert len(ours.hidden_states) == len(theirs.hidden_states)
+    for a, b in zip(ours.hidden_states, theirs.hidden_states, strict=True):
+        torch.testing.assert_close(a[valid], b[valid], atol=1e-5, rtol=1e-5)
+
+
+def test_text_alone_equals_hf_bert_tiny(tmp_path):
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
+    bert = BertModel(config)
+    bert.save_pretrained(tmp_path)  # safetensors
+    model, report = from_pretrained(tmp_path, visual_feature_dim=8)
+    assert not report.missing and not report.mismatched
+    _assert_parity(model, bert, (7, 12, 4))
+
+
+def test_text_alone_equals_hf_bert_from_bin(tmp_path):
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    bert = BertModel(config)
+    bert.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(
+        {f"bert.{k}": v for k, v in bert.state_dict().items()}, tmp_path / "pytorch_model.bin"
+    )
+    model, _ = from_pretrained(tmp_path, visual_feature_dim=8)
+    _assert_parity(model, bert, (5, 9))
+
+
+def test_text_alone_equals_hf_bert_minilm():
+    path = default_bert_path()
+    bert = BertModel.from_pretrained(str(path), attn_implementation="eager")
+    model, report = from_pretrained(path)
+    assert not report.missing and not report.mismatched
+    assert set(report.unexpected) <= {
+        "pooler.dense.weight",
+        "pooler.dense.bias",
+        "embeddings.position_ids",
+    }
+    # The third segment starts as a copy of the first.
+    seg = model.embeddings.token_type_embeddings.weight
+    torch.testing.assert_close(seg[2], seg[0])
+    _assert_parity(model, bert, (11, 6, 20))
+
+
+def test_row_logits_match_full_attention():
+    config = preset("tiny")
+    model = VLEncoder(config).eval()
+    batch = mixed_batch(config)
+    rows = torch.tensor([[0, 5, 6], [3, 9, 10], [1, 3, 4]])  # (B, Q)
+    out = model(batch, attention_rows=rows, output_attentions=True)
+    logits = out.attention.row_logits  # (B, L, H, Q, N)
+    probs = out.attention.probs  # (B, L, H, N, N)
+    B, L, H, Q, N = logits.shape
+    assert probs.shape == (B, L, H, N, N)
+    key = batch.valid_mask[:, None, None, None, :]
+    from_logits = logits.masked_fill(~key, float("-inf")).softmax(-1)
+    gathered = probs.gather(3, rows[:, None, None, :, None].expand(B, L, H, Q, N))
+    torch.testing.assert_close(from_logits, gathered, atol=1e-6, rtol=1e-5)
+    # Padding columns get no attention.
+    assert (probs * ~key).abs().max() == 0
+
+
+def test_fused_path_equals_materialised_path():
+    config = preset("tiny")
+    model = VLEncoder(config).eval()
+    batch = mixed_batch(config)
+    fused = model(batch).last_hidden_state
+    full = model(batch, output_attentions=True).last_hidden_state
+    valid = batch.valid_mask
+    torch.testing.assert_close(fused[valid], full[valid], atol=1e-5, rtol=1e-5)
+
+
+def test_regions_sit_where_the_layout_puts_them():
+    # A sample's states do not depend on the other samples of the batch (padding never leaks).
+    config = preset("tiny")
+    model = VLEncoder(config).eval()
+    batch = mixed_batch(config)
+    alone = mixed_batch(config, keep=[2])
+    together = model(batch).last_hidden_state[2]
+    single = model(alone).last_hidden_state[0]
+    n = int(alone.valid_mask.sum())
+    torch.testing.assert_close(together[:n], single[:n], atol=1e-5, rtol=1e-5)
+
+
+def test_text_sees_whole_image_not_its_box():
+    config = preset("tiny")
+    model = VLEncoder(config).eval()
+    batch = mixed_batch(config)
+    emb = model.embeddings(batch)
+    changed = mixed_batch(config)
+    changed.region_features[:, 1:] += 1.0  # every region but r0
+    emb2 = model.embeddings(changed)
+    torch.testing.assert_close(emb[batch.text_mask], emb2[batch.text_mask])
+    assert not torch.allclose(emb[batch.region_mask], emb2[batch.region_mask])
+    changed.region_features[:, 0] += 1.0  # r0 now
+    assert not torch.allclose(emb[batch.text_mask], model.embeddings(changed)[batch.text_mask])
+
+
+def test_gradients_reach_every_parameter_through_row_logits():
+    config = preset("tiny")
+    model = VLEncoder(config)
+    batch = mixed_batch(config)
+    rows = torch.tensor([[1, 5], [2, 9], [0, 3]])
+    out = model(batch, attention_rows=rows)
+    (out.last_hidden_state.sum() + out.attention.row_logits.sum()).backward()
+    silent = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert silent == []
+
+
+def test_not_requested_attention_raises():
+    config = preset("tiny")
+    out = VLEncoder(config)(mixed_batch(config))
+    with pytest.raises(AttentionNotCaptured, match="attention_rows"):
+        _ = out.attention.row_logits
+    with pytest.raises(AttentionNotCaptured, match="output_attentions"):
+        _ = out.attention.probs
+    with pytest.raises(AttentionNotCaptured, match="output_hidden_states"):
+        _ = out.hidden_states
