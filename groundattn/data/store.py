@@ -1,0 +1,141 @@
+"""Region feature store: one HDF5 file per split, random access by image id.
+
+Layout of the file: one group per image under ``/images/<image_id>`` holding
+``boxes`` (K, 4) float32 pixel ``x1 y1 x2 y2``, ``features`` (K, F) float32,
+``provenance`` (K,) uint8 (see :class:`Provenance`), and the attributes
+``width`` and ``height``. The file attribute ``feature_dim`` is F.
+
+Files are opened lazily, once per process, so a store can be handed to
+DataLoader workers: each worker opens its own read-only handle.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+
+class Provenance(enum.IntEnum):
+    """Where a box comes from."""
+
+    WHOLE_IMAGE = 0
+    GROUND_TRUTH = 1
+    DETECTED = 2
+    GRID = 3
+
+
+@dataclass(frozen=True)
+class RegionFeatures:
+    """The regions of one image."""
+
+    boxes: np.ndarray  # (K, 4) float32, pixels, x1 y1 x2 y2
+    features: np.ndarray  # (K, F) float32
+    provenance: np.ndarray  # (K,) uint8, Provenance codes
+    width: int
+    height: int
+
+
+class FeatureStoreWriter:
+    """Writes a store atomically: to ``<path>.partial``, renamed on close."""
+
+    def __init__(self, path: str | Path, feature_dim: int):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = h5py.File(self.partial, "w")
+        self.file.attrs["feature_dim"] = feature_dim
+        self.feature_dim = feature_dim
+        self.images = self.file.create_group("images")
+
+    def add(self, image_id: str | int, regions: RegionFeatures) -> None:
+        """Adds one image; raises ValueError on inconsistent shapes or a repeated id."""
+        key = str(image_id)
+        k = regions.boxes.shape[0]
+        if regions.boxes.shape != (k, 4):
+            raise ValueError(f"image {key}: boxes must be (K, 4), got {regions.boxes.shape}")
+        if regions.features.shape != (k, self.feature_dim):
+            raise ValueError(
+                f"image {key}: features must be ({k}, {self.feature_dim}), "
+                f"got {regions.features.shape}"
+            )
+        if regions.provenance.shape != (k,):
+            raise ValueError(f"image {key}: provenance must be ({k},), got {regions.provenance.shape}")
+        if key in self.images:
+            raise ValueError(f"image {key} is already in {self.path}")
+        group = self.images.create_group(key)
+        group.create_dataset("boxes", data=regions.boxes.astype(np.float32))
+        group.create_dataset("features", data=regions.features.astype(np.float32))
+        group.create_dataset("provenance", data=regions.provenance.astype(np.uint8))
+        group.attrs["width"] = int(regions.width)
+        group.attrs["height"] = int(regions.height)
+
+    def close(self) -> None:
+        self.file.close()
+        os.replace(self.partial, self.path)
+
+    def abort(self) -> None:
+        self.file.close()
+        self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> FeatureStoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class FeatureStore:
+    """Read-only random access to a store written by :class:`FeatureStoreWriter`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"feature store {self.path} does not exist")
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self.feature_dim = int(self._handle().attrs["feature_dim"])
+
+    def _handle(self) -> h5py.File:
+        # One handle per process: h5py handles must not cross a fork.
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "feature_dim": self.feature_dim}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path, self.feature_dim = state["path"], state["feature_dim"]
+        self._file, self._pid = None, None
+
+    def __contains__(self, image_id: str | int) -> bool:
+        return str(image_id) in self._handle()["images"]
+
+    def __len__(self) -> int:
+        return len(self._handle()["images"])
+
+    def image_ids(self) -> list[str]:
+        return list(self._handle()["images"].keys())
+
+    def __getitem__(self, image_id: str | int) -> RegionFeatures:
+        images = self._handle()["images"]
+        key = str(image_id)
+        if key not in images:
+            raise KeyError(f"image {key} is not in feature store {self.path}")
+        group = images[key]
+        return RegionFeatures(
+            boxes=group["boxes"][()],
+            features=group["features"][()],
+            provenance=group["provenance"][()],
+            width=int(group.attrs["width"]),
+            height=int(group.attrs["height"]),
+        )
