@@ -55,6 +55,8 @@ class FeatureStoreWriter:
     def add(self, image_id: str | int, regions: RegionFeatures) -> None:
         """Adds one image; raises ValueError on inconsistent shapes or a repeated id."""
         key = str(image_id)
+        if not key or "/" in key or key in (".", ".."):
+            raise ValueError(f"image id {key!r} cannot name an HDF5 group (empty, '/', '.' or '..')")
         k = regions.boxes.shape[0]
         if regions.boxes.shape != (k, 4):
             raise ValueError(f"image {key}: boxes must be (K, 4), got {regions.boxes.shape}")
@@ -75,8 +77,9 @@ class FeatureStoreWriter:
         group.attrs["height"] = int(regions.height)
 
     def close(self) -> None:
-        self.file.close()
-        os.replace(self.partial, self.path)
+        if self.file.id.valid:
+            self.file.close()
+            os.replace(self.partial, self.path)
 
     def abort(self) -> None:
         self.file.close()
@@ -101,7 +104,11 @@ class FeatureStore:
             raise FileNotFoundError(f"feature store {self.path} does not exist")
         self._file: h5py.File | None = None
         self._pid: int | None = None
-        self.feature_dim = int(self._handle().attrs["feature_dim"])
+        # Read what is needed and close again: no handle may be inherited by forked workers.
+        with h5py.File(self.path, "r") as f:
+            if "feature_dim" not in f.attrs or "images" not in f:
+                raise ValueError(f"{self.path}: not a groundattn feature store (no feature_dim or /images)")
+            self.feature_dim = int(f.attrs["feature_dim"])
 
     def _handle(self) -> h5py.File:
         # One handle per process: h5py handles must not cross a fork.
@@ -109,6 +116,17 @@ class FeatureStore:
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
         return self._file
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file, self._pid = None, None
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __getstate__(self) -> dict:
         return {"path": self.path, "feature_dim": self.feature_dim}
