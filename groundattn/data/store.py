@@ -144,12 +144,35 @@ class FeatureStore:
     def image_ids(self) -> list[str]:
         return list(self._handle()["images"].keys())
 
-    def __getitem__(self, image_id: str | int) -> RegionFeatures:
+    def _group(self, image_id: str | int) -> h5py.Group:
         images = self._handle()["images"]
         key = str(image_id)
         if key not in images:
             raise KeyError(f"image {key} is not in feature store {self.path}")
-        group = images[key]
+        return images[key]
+
+    def features(self, image_id: str | int, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), F) features of some rows of one image, read without the others."""
+        rows = np.asarray(rows)
+        order = np.argsort(rows)  # h5py reads increasing indices
+        out = np.empty((len(rows), self.feature_dim), np.float32)
+        out[order] = self._group(image_id)["features"][rows[order]]
+        return out
+
+    def layout(self, image_id: str | int) -> RegionFeatures:
+        """Boxes, provenance and size of one image, with an empty (K, 0) feature array."""
+        group = self._group(image_id)
+        boxes = group["boxes"][()]
+        return RegionFeatures(
+            boxes=boxes,
+            features=np.zeros((len(boxes), 0), np.float32),
+            provenance=group["provenance"][()],
+            width=int(group.attrs["width"]),
+            height=int(group.attrs["height"]),
+        )
+
+    def __getitem__(self, image_id: str | int) -> RegionFeatures:
+        group = self._group(image_id)
         return RegionFeatures(
             boxes=group["boxes"][()],
             features=group["features"][()],

@@ -1,0 +1,1 @@
+"""Tasks: what the encoder is trained and evaluated on (VGP, VQA, referring expressions)."""

@@ -1,0 +1,185 @@
+"""The VGP fine-tuning task (METHOD §3, Eq. 9): heads, losses and validation counts.
+
+``L = L_id + L_vgp + λ·L_att``: image description identification on [CLS]
+(Eq. 1), 5-way VGP classification of phrase pairs from max-pooled exact
+phrase spans (Eqs. 2–4), and one attention supervision method. Direct
+supervision reads the encoder's cheap row logits; semi-direct asks for the
+full probabilities, and only then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from groundattn.model import EncoderOutput, VLEncoder
+from groundattn.supervision import (
+    IndirectGroundingClassifier,
+    SupervisionLoss,
+    direct_loss,
+    direct_loss_from_logits,
+    grounding_hits,
+    indirect_loss,
+    max_pool_spans,
+    rollout,
+    supervised_rows,
+)
+from groundattn.tasks.vgp.dataset import VGPBatch
+
+METHODS = ("none", "indirect", "direct", "semi-direct")
+NUM_VGP_CLASSES = 5
+
+
+@dataclass(frozen=True)
+class SupervisionSpec:
+    """What attention supervision a run applies."""
+
+    method: str = "direct"
+    weight: float = 1.0  # λ
+    variant: str = "paper"
+    normalization: str = "linear"
+    per_head: bool = False
+
+
+class VGPTask(nn.Module):
+    """Heads and losses of VGP fine-tuning over a :class:`VLEncoder`.
+
+    ``head_mask`` (L, H) bool chooses the supervised (layer, head) pairs; for a
+    head-averaged rollout only its layers count.
+    """
+
+    def __init__(self, encoder: VLEncoder, supervision: SupervisionSpec, head_mask: Tensor | None = None):
+        super().__init__()
+        if supervision.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {supervision.method!r}")
+        config = encoder.config
+        D = config.hidden_size
+        self.encoder = encoder
+        self.supervision = supervision
+        self.identification = nn.Linear(D, 3)  # Eq. 1
+        self.vgp = nn.Linear(4 * D, NUM_VGP_CLASSES)  # Eq. 4 on [e1, e2, e1*e2, |e1-e2|]
+        self.indirect = IndirectGroundingClassifier(D) if supervision.method == "indirect" else None
+        L, H = config.num_hidden_layers, config.num_attention_heads
+        mask = torch.ones(L, H, dtype=torch.bool) if head_mask is None else head_mask.bool()
+        if mask.shape != (L, H) or not mask.any():
+            raise ValueError(f"head_mask must be a non-empty ({L}, {H}) mask, got shape {tuple(mask.shape)}")
+        self.register_buffer("head_mask", mask, persistent=False)
+
+    def forward(self, batch: VGPBatch, *, with_metrics: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+        """Returns the total loss and, detached, each part (and validation counts on request)."""
+        method = self.supervision.method
+        # The cheap path serves the paper's direct loss; the reference formulas and the
+        # rollout need probabilities, and so do the validation counts.
+        cheap = method == "direct" and self.supervision.variant == "paper" and not with_metrics
+        rows, row_mask = supervised_rows(batch.grounding) if cheap else (None, None)
+        needs_probs = with_metrics or method == "semi-direct" or (method == "direct" and not cheap)
+        out = self.encoder(batch.inputs, attention_rows=rows, output_attentions=needs_probs)
+        hidden = out.last_hidden_state  # (B, N, D)
+        id_logits = self.identification(hidden[:, 0])  # (B, 3)
+        loss_id = F.cross_entropy(id_logits, batch.id_labels)
+        phrases = max_pool_spans(hidden, batch.phrase_mask)  # (B, P, D)
+        vgp_logits, vgp_labels = self._pair_logits(phrases, batch.pairs)  # (M, 5), (M,)
+        loss_vgp = F.cross_entropy(vgp_logits, vgp_labels) if len(vgp_labels) else hidden.sum() * 0
+        loss_att = self._attention_loss(out, batch, rows, row_mask)
+        total = loss_id + loss_vgp + self.supervision.weight * loss_att.total
+        parts = {
+            "loss": total.detach(),
+            "loss_id": loss_id.detach(),
+            "loss_vgp": loss_vgp.detach(),
+            "loss_att": loss_att.total.detach(),
+            "loss_att_txt2img": loss_att.txt2img.detach(),
+            "loss_att_img2txt": loss_att.img2txt.detach(),
+        }
+        if with_metrics:
+            parts.update(self._counts(out, batch, id_logits, vgp_logits, vgp_labels))
+        return total, parts
+
+    def _pair_logits(self, phrases: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
+        valid = pairs[..., 2] >= 0  # (B, K)
+        b = torch.arange(pairs.shape[0], device=pairs.device)[:, None].expand_as(valid)[valid]  # (M,)
+        e1 = phrases[b, pairs[..., 0][valid]]  # (M, D)
+        e2 = phrases[b, pairs[..., 1][valid]]  # (M, D)
+        ec = torch.cat([e1, e2, e1 * e2, (e1 - e2).abs()], -1)  # (M, 4D), Eq. 3
+        return self.vgp(ec), pairs[..., 2][valid]
+
+    def _select(self, attn: Tensor) -> Tensor:
+        """(B, L, H, …) → (B, 1, K, …): the supervised heads (all of them by default)."""
+        if bool(self.head_mask.all()):
+            return attn
+        return attn[:, self.head_mask][:, None]
+
+    def _attention_loss(self, out: EncoderOutput, batch: VGPBatch, rows, row_mask) -> SupervisionLoss:
+        spec, g = self.supervision, batch.grounding
+        text, regions = out.text_mask, out.region_mask
+        zero = out.last_hidden_state.sum() * 0
+        if spec.method == "none":
+            return SupervisionLoss(zero, zero)
+        if spec.method == "indirect":
+            grounded = batch.phrase_regions.any(-1, keepdim=True)  # (B, P, 1)
+            candidates = regions & (regions.cumsum(-1) > 1)  # every region but r0
+            loss = indirect_loss(out.last_hidden_state, batch.phrase_mask & grounded, batch.phrase_regions, candidates, self.indirect)
+            return SupervisionLoss(loss, zero)
+        if spec.method == "direct":
+            if rows is not None:
+                logits = self._select(out.attention.row_logits.float())
+                return direct_loss_from_logits(logits, rows, row_mask, g, text, regions)
+            probs = self._select(out.attention.probs.float())
+            return direct_loss(probs, g, text, regions, variant=spec.variant, normalization=spec.normalization)
+        rolled = rollout(out.attention.probs.float(), out.valid_mask, per_head=spec.per_head)
+        if spec.per_head:
+            rolled = self._select(rolled)
+        else:
+            rolled = rolled[:, self.head_mask.any(1)][:, :, None]  # (B, L', 1, N, N)
+        return direct_loss(rolled, g, text, regions, variant=spec.variant, normalization=spec.normalization)
+
+    def _counts(self, out, batch, id_logits, vgp_logits, vgp_labels) -> dict[str, Tensor]:
+        probs = out.attention.probs.float()  # (B, L, H, N, N)
+        hits, count = grounding_hits(probs, batch.grounding, out.region_mask)
+        rolled_hits, _ = grounding_hits(rollout(probs, out.valid_mask), batch.grounding, out.region_mask)
+        confusion = torch.zeros(NUM_VGP_CLASSES, NUM_VGP_CLASSES, dtype=torch.long, device=id_logits.device)
+        if len(vgp_labels):
+            confusion.index_put_((vgp_labels, vgp_logits.argmax(-1)), torch.ones_like(vgp_labels), accumulate=True)
+        return {
+            "id_correct": (id_logits.argmax(-1) == batch.id_labels).sum(),
+            "id_total": torch.tensor(len(batch.id_labels), device=id_logits.device),
+            "vgp_confusion": confusion,
+            "grounding_hits": hits,
+            "grounding_total": count,
+            "rollout_hits": rolled_hits[:, 0],
+        }
+
+
+def summarize(counts: dict[str, Tensor]) -> dict[str, float]:
+    """Validation metrics from counts summed over batches and processes."""
+    confusion = counts["vgp_confusion"].double()
+    tp = confusion.diag()
+    precision = tp / confusion.sum(0).clamp_min(1)
+    recall = tp / confusion.sum(1).clamp_min(1)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    present = confusion.sum(1) > 0
+    total = counts["grounding_total"].clamp_min(1).double()
+    accuracy = counts["grounding_hits"].double() / total  # (L, H)
+    best = int(accuracy.argmax())
+    H = accuracy.shape[1]
+    rolled = counts["rollout_hits"].double() / total  # (L,)
+    return {
+        "id_accuracy": float(counts["id_correct"] / counts["id_total"].clamp_min(1)),
+        "vgp_accuracy": float(tp.sum() / confusion.sum().clamp_min(1)),
+        "vgp_macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "grounding_best": float(accuracy.max()),
+        "grounding_best_layer": best // H,
+        "grounding_best_head": best % H,
+        "grounding_mean": float(accuracy.mean()),
+        "rollout_best": float(rolled.max()),
+        "rollout_mean": float(rolled.mean()),
+    }
+
+
+def most_grounded_heads(accuracy: Tensor, k: int) -> Tensor:
+    """(L, H) bool marking the k (layer, head) pairs of highest grounding accuracy."""
+    mask = torch.zeros(accuracy.numel(), dtype=torch.bool)
+    mask[accuracy.flatten().topk(min(k, accuracy.numel())).indices] = True
+    return mask.view_as(accuracy)

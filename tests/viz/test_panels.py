@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from groundattn.viz import draw_regions
+from groundattn.viz.panels import panel_figure, resolve_vmax
+
+
+def test_fill_opacity_follows_weight_and_skips_the_whole_image(image, boxes):
+    ax = Figure().add_subplot()
+    heat = draw_regions(ax, image, boxes, torch.tensor([0.5, 0.1, 0.3, 0.1]), max_alpha=0.8)
+    alphas = heat.get_facecolors()[:, 3]  # lowest weight first
+    assert len(alphas) == 3  # r0 is not filled
+    assert np.allclose(sorted(alphas), [0.8 / 3, 0.8 / 3, 0.8])
+
+
+def test_top_k_and_shared_scale(image, boxes):
+    ax = Figure().add_subplot()
+    heat = draw_regions(ax, image, boxes, [0.1, 0.2, 0.3, 0.4], top_k=2, vmax=0.8)
+    assert np.allclose(heat.get_facecolors()[:, 3], [0.75 * 0.3 / 0.8, 0.75 * 0.4 / 0.8])
+    assert resolve_vmax({}, [[0.9, 0.1, 0.2], [0.0, 0.3, 0.1]])["vmax"] == 0.3  # r0 left out
+    assert "vmax" not in resolve_vmax({"vmax": "panel"}, [[0.1, 0.2]])
+
+
+def test_bad_inputs_are_refused(image, boxes):
+    ax = Figure().add_subplot()
+    with pytest.raises(ValueError, match="NaN"):
+        draw_regions(ax, image, boxes, [0.1, float("nan"), 0.3, 0.1])
+    with pytest.raises(ValueError, match="weights"):
+        draw_regions(ax, image, boxes, [0.1, 0.2])
+
+
+def test_panel_figure_rows_and_labels():
+    fig, axes = panel_figure(2, 3, 0.5, 1.0, title="t", row_labels=["a", "b"])
+    assert axes.shape == (2, 3)
+    assert {t.get_text() for t in fig.texts} >= {"a", "b"}
