@@ -175,6 +175,8 @@ def summarize(counts: dict[str, Tensor]) -> dict[str, float]:
         "grounding_mean": float(accuracy.mean()),
         "rollout_best": float(rolled.max()),
         "rollout_mean": float(rolled.mean()),
+        "grounding_per_head": accuracy.flatten().tolist(),  # (L·H,), row-major
+        "rollout_per_layer": rolled.tolist(),
     }
 
 

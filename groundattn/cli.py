@@ -1,0 +1,132 @@
+"""The ``groundattn`` command: a thin shell over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_DATA = Path("data/scenes")
+
+
+def _prepare_scenes(args) -> None:
+    from groundattn.data.scenes import prepare_scenes
+
+    path = prepare_scenes(args.out, size=args.size, seed=args.seed, overwrite=args.overwrite)
+    print(f"grounded scenes in {path} (see {path / 'card.md'})")
+
+
+def _prepare_features(args) -> None:
+    from groundattn.data.featurize import featurize_images
+
+    n = featurize_images(args.images, args.out, boxes=args.boxes, grid=tuple(args.grid))
+    print(f"{n} images -> {args.out}")
+
+
+def _prepare_bottomup(args) -> None:
+    from groundattn.data.bottomup import tsv_to_store
+
+    n = tsv_to_store(args.tsv, args.out)
+    print(f"{n} images -> {args.out}")
+
+
+def _train_vgp(args) -> None:
+    from groundattn.config import VGPConfig, load_config
+    from groundattn.train.vgp import run_vgp
+
+    config = load_config(VGPConfig, args.config, args.set)
+    summary = run_vgp(config, args.out, resume=args.resume)
+    print(format_before_after(summary))
+    print(f"summary: {Path(args.out) / 'summary.json'}")
+
+
+def format_before_after(summary: dict) -> str:
+    """A small table of the validation metrics before and after fine-tuning."""
+    keys = [
+        ("id_accuracy", "identification accuracy"),
+        ("vgp_accuracy", "VGP accuracy"),
+        ("vgp_macro_f1", "VGP macro-F1"),
+        ("grounding_best", "grounding accuracy, best head"),
+        ("grounding_mean", "grounding accuracy, mean of heads"),
+        ("rollout_best", "grounding accuracy, rollout best layer"),
+    ]
+    before, after = summary["before"], summary["after"]
+    width = max(len(label) for _, label in keys)
+    lines = [f"VGP fine-tuning, method {summary['method']}, {summary['steps']} steps, {summary['seconds']:.0f} s", f"{'validation':<{width}}  before   after"]
+    lines += [f"{label:<{width}}  {100 * before[k]:6.1f}  {100 * after[k]:6.1f}" for k, label in keys]
+    return "\n".join(lines)
+
+
+def _demo(args) -> None:
+    from groundattn.config import VGPConfig, load_config
+    from groundattn.data.scenes import prepare_scenes
+    from groundattn.train.vgp import run_vgp
+
+    data = Path(args.data)
+    if not (data / "card.json").is_file():
+        print(f"preparing the embedded grounded scenes in {data} (once)")
+        prepare_scenes(data, size="default")
+    config = load_config(VGPConfig, args.config, [f"data.root={data}", *args.set])
+    out = Path(args.out)
+    summary = run_vgp(config, out, resume=(out / "checkpoints").is_dir())
+    print(format_before_after(summary))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="groundattn", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="prepare the embedded data (once) and fine-tune with direct supervision")
+    demo.add_argument("--data", default=str(DEFAULT_DATA), help="where the grounded scenes live")
+    demo.add_argument("--config", default="configs/vgp/demo.yaml")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    demo.set_defaults(func=_demo)
+
+    prepare = commands.add_parser("prepare", help="prepare data").add_subparsers(dest="what", required=True)
+    scenes = prepare.add_parser("scenes", help="write the embedded grounded-scenes data set")
+    scenes.add_argument("--out", required=True)
+    scenes.add_argument("--size", default="default", choices=["small", "default"])
+    scenes.add_argument("--seed", type=int, default=0)
+    scenes.add_argument("--overwrite", action="store_true")
+    scenes.set_defaults(func=_prepare_scenes)
+    features = prepare.add_parser("features", help="feature store for a folder of images")
+    features.add_argument("--images", required=True)
+    features.add_argument("--out", required=True, help="the .h5 store to write")
+    features.add_argument("--boxes", help='JSON {"<image stem>": [[x1, y1, x2, y2], ...]}; default: a grid')
+    features.add_argument("--grid", type=int, nargs=2, default=[4, 4], metavar=("ROWS", "COLS"))
+    features.set_defaults(func=_prepare_features)
+    bottomup = prepare.add_parser("bottomup", help="bottom-up-attention TSV into a feature store")
+    bottomup.add_argument("--tsv", required=True)
+    bottomup.add_argument("--out", required=True)
+    bottomup.set_defaults(func=_prepare_bottomup)
+
+    train = commands.add_parser("train", help="train a model").add_subparsers(dest="task", required=True)
+    vgp = train.add_parser("vgp", help="VGP fine-tuning with attention supervision")
+    vgp.add_argument("--config", required=True)
+    vgp.add_argument("--out", required=True)
+    vgp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=3e-5")
+    vgp.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    vgp.set_defaults(func=_train_vgp)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from groundattn.config import ConfigError
+    from groundattn.data.errors import FormatError
+
+    try:
+        args.func(args)
+    except (ConfigError, FormatError, FileNotFoundError, FileExistsError) as e:
+        print(f"groundattn: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

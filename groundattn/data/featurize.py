@@ -1,0 +1,77 @@
+"""A feature store for any folder of images, with the pixel extractor.
+
+Boxes come from a JSON file mapping an image's file stem to a list of pixel
+boxes ``[x1, y1, x2, y2]`` (``{"1000": [[10, 20, 50, 80], ...]}``), stored as
+detected boxes; without a file, each image gets a regular grid of boxes
+(provenance GRID), for data sets without a detector. Every image also gets
+its whole-image box first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from groundattn.data.errors import FormatError
+from groundattn.data.extractor import FEATURE_DIM, extract_regions, grid_boxes
+from groundattn.data.store import FeatureStoreWriter, Provenance, RegionFeatures
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def _read_boxes(path: Path) -> dict[str, np.ndarray]:
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise FormatError(path, str(e), line=e.lineno) from None
+    if not isinstance(raw, dict):
+        raise FormatError(path, "expected an object mapping image ids to lists of [x1, y1, x2, y2]")
+    boxes = {}
+    for image_id, items in raw.items():
+        array = np.asarray(items, dtype=np.float32)
+        if array.ndim != 2 or array.shape[1] != 4:
+            raise FormatError(path, f"expected a list of [x1, y1, x2, y2], got shape {array.shape}", field=image_id)
+        if (array[:, 2] <= array[:, 0]).any() or (array[:, 3] <= array[:, 1]).any():
+            raise FormatError(path, "a box has x2 <= x1 or y2 <= y1", field=image_id)
+        boxes[str(image_id)] = array
+    return boxes
+
+
+def featurize_images(images: str | Path, out: str | Path, *, boxes: str | Path | None = None, grid: tuple[int, int] = (4, 4)) -> int:
+    """Writes the store ``out`` for every image of ``images``; returns the image count."""
+    images, out = Path(images), Path(out)
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{images}: no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    given = _read_boxes(Path(boxes)) if boxes is not None else None
+    if given is not None:
+        missing = sorted(set(given) - {f.stem for f in files})
+        if missing:
+            raise FormatError(Path(boxes), f"boxes for images not in {images}: {', '.join(missing[:5])}")
+    with FeatureStoreWriter(out, FEATURE_DIM) as writer:
+        for file in tqdm(files, desc="features", unit="image"):
+            with Image.open(file) as image:
+                image = image.convert("RGB")
+                w, h = image.size
+                if given is not None:
+                    own = given.get(file.stem, np.zeros((0, 4), np.float32))
+                    provenance = Provenance.DETECTED
+                else:
+                    own = grid_boxes(w, h, *grid).astype(np.float32)
+                    provenance = Provenance.GRID
+                all_boxes = np.concatenate([np.array([[0, 0, w, h]], np.float32), own])
+                writer.add(
+                    file.stem,
+                    RegionFeatures(
+                        boxes=all_boxes,
+                        features=extract_regions(image, all_boxes),
+                        provenance=np.array([Provenance.WHOLE_IMAGE] + [provenance] * len(own), np.uint8),
+                        width=w,
+                        height=h,
+                    ),
+                )
+    return len(files)
