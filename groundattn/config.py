@@ -22,6 +22,7 @@ class ModelSection(Section):
     preset: Literal["tiny"] | None = Field(None, description="random weights of a named size instead of a pretrained BERT")
     vlbert_checkpoint: str | None = Field(None, description="a VL-BERT *.model checkpoint loaded over the BERT weights")
     init: str | None = Field(None, description="a groundattn checkpoint (directory or model.safetensors) to start from")
+    dropout: float | None = Field(None, ge=0, lt=1, description="override of hidden and attention dropout")
 
 
 class DataSection(Section):

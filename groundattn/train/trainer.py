@@ -76,6 +76,8 @@ class Trainer:
             raise ValueError(f"no optimizer step: {len(data.train)} samples, batch {optim.batch_size}, accumulation {optim.grad_accum}")
         optimizer = torch.optim.AdamW(_param_groups(module, optim.weight_decay), lr=optim.lr)
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(optim.warmup_ratio * self.total_steps), self.total_steps)
+        if acc.num_processes > 1 and hasattr(module, "sum_over_processes"):
+            module.sum_over_processes = lambda t: acc.reduce(t, reduction="sum")
         self.module, self.optimizer, self.scheduler = acc.prepare(module, optimizer, scheduler)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.history: list[dict] = []

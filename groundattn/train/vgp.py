@@ -22,10 +22,13 @@ log = logging.getLogger(__name__)
 
 def build_encoder(model: ModelSection, feature_dim: int) -> VLEncoder:
     """The encoder a config asks for, sized for ``feature_dim`` region features."""
+    overrides = {"visual_feature_dim": feature_dim}
+    if model.dropout is not None:
+        overrides.update(hidden_dropout_prob=model.dropout, attention_probs_dropout_prob=model.dropout)
     if model.preset is not None:
-        encoder = VLEncoder(preset(model.preset, visual_feature_dim=feature_dim))
+        encoder = VLEncoder(preset(model.preset, **overrides))
     else:
-        encoder, _ = from_pretrained(model.bert, visual_feature_dim=feature_dim)
+        encoder, _ = from_pretrained(model.bert, **overrides)
     if model.vlbert_checkpoint:
         load_vlbert_checkpoint(encoder, model.vlbert_checkpoint)
     return encoder

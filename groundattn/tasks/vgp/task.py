@@ -9,6 +9,7 @@ full probabilities, and only then.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,21 @@ class VGPTask(nn.Module):
         if mask.shape != (L, H) or not mask.any():
             raise ValueError(f"head_mask must be a non-empty ({L}, {H}) mask, got shape {tuple(mask.shape)}")
         self.register_buffer("head_mask", mask, persistent=False)
+        self.sum_over_processes: Callable[[Tensor], Tensor] | None = None
+
+    def _global_mean(self, local_mean: Tensor, local_count: Tensor) -> Tensor:
+        """Turns a mean over this process's share into its share of the global-batch mean.
+
+        Each process's loss is ``sum_local / count_global · world``: data-parallel
+        training averages the gradients of the processes, so the update equals
+        the one of a single process on the whole batch, whatever the number of
+        grounded tokens or phrase pairs each share happens to hold.
+        """
+        if self.sum_over_processes is None:
+            return local_mean
+        count = local_count.to(local_mean.dtype)
+        world = self.sum_over_processes(torch.ones((), device=count.device))
+        return local_mean * count / self.sum_over_processes(count.detach()).clamp_min(1) * world
 
     def forward(self, batch: VGPBatch, *, with_metrics: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
         """Returns the total loss and, detached, each part (and validation counts on request)."""
@@ -84,6 +100,15 @@ class VGPTask(nn.Module):
         vgp_logits, vgp_labels = self._pair_logits(phrases, batch.pairs)  # (M, 5), (M,)
         loss_vgp = F.cross_entropy(vgp_logits, vgp_labels) if len(vgp_labels) else hidden.sum() * 0
         loss_att = self._attention_loss(out, batch, rows, row_mask)
+        if not with_metrics:  # validation sums over samples itself
+            g = batch.grounding
+            loss_id = self._global_mean(loss_id, torch.tensor(len(batch), device=hidden.device))
+            loss_vgp = self._global_mean(loss_vgp, torch.tensor(len(vgp_labels), device=hidden.device))
+            if self.supervision.method == "indirect":
+                counted = (batch.phrase_mask.any(-1) & batch.phrase_regions.any(-1)).sum()
+                loss_att = SupervisionLoss(self._global_mean(loss_att.txt2img, counted), loss_att.img2txt)
+            else:
+                loss_att = SupervisionLoss(self._global_mean(loss_att.txt2img, g.any(-1).sum()), self._global_mean(loss_att.img2txt, g.any(-2).sum()))
         total = loss_id + loss_vgp + self.supervision.weight * loss_att.total
         parts = {
             "loss": total.detach(),

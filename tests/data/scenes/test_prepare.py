@@ -1,0 +1,105 @@
+"""prepare_scenes: determinism, completion and overwrite rules, and the data card."""
+
+import csv
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from groundattn.data.scenes import prepare_scenes
+from groundattn.data.store import FeatureStore
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """Every file but the HDF5 stores (compared by content), by relative path."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix != ".h5"
+    }
+
+
+def test_same_seed_gives_the_same_files_whatever_the_workers(
+    scenes_dir: Path, tmp_path: Path
+) -> None:
+    again = prepare_scenes(tmp_path / "again", size="small", seed=0, workers=2)
+    first, second = _files(scenes_dir), _files(again)
+    assert len(first) > 180 and first.keys() == second.keys()
+    assert [k for k in first if first[k] != second[k]] == []  # text, JSON, pickle and JPEG
+    a, b = (
+        FeatureStore(scenes_dir / "features" / "val.h5"),
+        FeatureStore(again / "features" / "val.h5"),
+    )
+    for image_id in a.image_ids():
+        assert np.array_equal(a[image_id].features, b[image_id].features)
+
+
+def test_another_seed_gives_other_files(scenes_dir: Path, tmp_path: Path) -> None:
+    other = prepare_scenes(tmp_path / "other", size="small", seed=1)
+    name = "Sentences/100001.txt"
+    assert (other / name).read_text() != (scenes_dir / name).read_text()
+    assert (other / "vgp" / "train.csv").read_bytes() != (
+        scenes_dir / "vgp" / "train.csv"
+    ).read_bytes()
+
+
+def test_a_complete_set_is_kept_and_others_are_refused(scenes_dir: Path, tmp_path: Path) -> None:
+    before = (scenes_dir / "card.json").stat().st_mtime_ns
+    assert prepare_scenes(scenes_dir, size="small", seed=0) == scenes_dir
+    assert (scenes_dir / "card.json").stat().st_mtime_ns == before
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        prepare_scenes(scenes_dir, size="small", seed=3)
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    with pytest.raises(FileExistsError, match="no complete"):
+        prepare_scenes(stray, size="small")
+    with pytest.raises(ValueError, match="size must be one of"):
+        prepare_scenes(tmp_path / "x", size="huge")
+
+
+def test_overwrite_replaces_and_leaves_no_partial(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "junk.txt").write_text("old")
+    prepare_scenes(out, size="small", seed=2, overwrite=True)
+    assert not (out / "junk.txt").exists() and (out / "card.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_card_counts_match_the_files(scenes_dir: Path) -> None:
+    card = json.loads((scenes_dir / "card.json").read_text())
+    assert (card["size"], card["seed"], card["feature_dim"]) == ("small", 0, 128)
+    for split, counts in card["splits"].items():
+        ids = (scenes_dir / f"{split}.txt").read_text().split()
+        assert (
+            counts["images"]
+            == len(ids)
+            == len(FeatureStore(scenes_dir / "features" / f"{split}.h5"))
+        )
+        lines = [
+            line
+            for i in ids
+            for line in (scenes_dir / "Sentences" / f"{i}.txt").read_text().splitlines()
+        ]
+        assert counts["captions"] == len(lines)
+        assert counts["phrases"] == sum(line.count("[/EN#") for line in lines)
+        assert counts["notvisual_phrases"] == sum(line.count("[/EN#0/") for line in lines)
+        with open(scenes_dir / "vgp" / f"{split}.csv", newline="") as f:
+            labels = [int(row["type_label"]) for row in csv.DictReader(f)]
+        assert counts["vgp_pairs"] == len(labels)
+        assert list(counts["vgp_pairs_by_label"].values()) == [labels.count(i) for i in range(5)]
+        vqa = json.loads((scenes_dir / "vqa" / f"v2_{split}_annotations.json").read_text())[
+            "annotations"
+        ]
+        assert counts["vqa_questions"] == len(vqa)
+        for answer_type, n in counts["vqa_questions_by_answer_type"].items():
+            assert n == sum(a["answer_type"] == answer_type for a in vqa)
+    with open(scenes_dir / "refcoco+" / "refs(unc).p", "rb") as f:
+        refs = pickle.load(f)
+    for split, counts in card["refer"].items():
+        assert counts["refs"] == sum(r["split"] == split for r in refs)
+        assert counts["sentences"] == sum(len(r["sentences"]) for r in refs if r["split"] == split)
+    markdown = (scenes_dir / "card.md").read_text()
+    assert f"| images | {card['splits']['train']['images']} |" in markdown
