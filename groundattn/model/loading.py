@@ -47,11 +47,14 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)  # file keys the model has no place for
     mismatched: list[str] = field(default_factory=list)  # same name, other shape
     initialized: list[str] = field(default_factory=list)  # new parts a text BERT cannot have
+    unused: list[str] = field(default_factory=list)  # known text-only parts (pooler, MLM head)
 
     def log(self) -> None:
         log.info("%s: loaded %d tensors", self.source, len(self.loaded))
         if self.initialized:
             log.info("%s: newly initialised: %s", self.source, ", ".join(self.initialized))
+        if self.unused:
+            log.info("%s: not used by the encoder: %s", self.source, ", ".join(self.unused))
         for name, keys in (
             ("missing", self.missing),
             ("unexpected", self.unexpected),
@@ -138,7 +141,7 @@ def from_pretrained(
     report = _assign(
         model, {k: v for k, v in state.items() if not _HF_UNUSED.match(k)}, str(weights)
     )
-    report.unexpected += [k for k in state if _HF_UNUSED.match(k)]
+    report.unused = [k for k in state if _HF_UNUSED.match(k)]
     report.initialized = [k for k in report.missing if _VISUAL_PARTS.match(k)]
     report.missing = [k for k in report.missing if not _VISUAL_PARTS.match(k)]
     report.log()

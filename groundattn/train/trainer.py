@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -48,7 +48,14 @@ def make_accelerator(run: RunSection, grad_accum: int, cpu: bool | None = None) 
     """The accelerator of a run: bf16 autocast on a GPU under ``auto``, fp32 on a CPU."""
     has_gpu = torch.cuda.is_available() if cpu is None else not cpu
     precision = {"auto": "bf16" if has_gpu else "no", "no": "no", "bf16": "bf16"}[run.mixed_precision]
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=grad_accum, cpu=not has_gpu)
+    # split_batches: the configured batch size is the global one, shared by the processes
+    # (so the scheduler steps once per optimizer step, whatever the number of processes).
+    return Accelerator(
+        mixed_precision=precision,
+        gradient_accumulation_steps=grad_accum,
+        cpu=not has_gpu,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )
 
 
 def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:

@@ -99,7 +99,9 @@ class VGPDataset(Dataset):
             if len(caps) != 5:
                 raise ValueError(f"{root}/Sentences/{i}.txt: expected 5 captions, found {len(caps)}")
         vgp_csv = root / "vgp" / f"{split}.csv"
-        matched = match_pairs(read_vgp_csv(vgp_csv), captions) if vgp_csv.is_file() else None
+        kept_images = set(self.image_ids)
+        records = [r for r in read_vgp_csv(vgp_csv) if r.image_id in kept_images] if vgp_csv.is_file() else None
+        matched = match_pairs(records, captions) if records is not None else None
         if matched is None:
             log.warning("%s: no VGP pairs; VGP classification gets no examples", vgp_csv)
         flat = [c for i in self.image_ids for c in captions[i]]

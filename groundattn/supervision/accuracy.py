@@ -1,0 +1,57 @@
+"""Attention grounding accuracy (METHOD §8, after Li et al. 2020).
+
+For each grounded text token: is the arg-max of its attention over the
+sample's region columns one of its grounded regions? Counted per (layer, head).
+
+Shapes: B batch, L layers, H heads, N sequence, Q grounded text tokens per sample.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from groundattn.supervision.rows import compact_positions, gather_rows
+
+
+def grounding_hits(attn: Tensor, grounding: Tensor, region_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Counts the grounded text tokens whose attention arg-max over regions is right.
+
+    The counts add up over batches and processes (sum both, divide at the end).
+
+    Args:
+        attn: (B, L, H, N, N) attention, or (B, L, N, N) such as a head-averaged
+            rollout (read as H = 1).
+        grounding: (B, N, N) bool, text token i grounded to region token j.
+        region_mask: (B, N) bool, region positions (r0 included).
+
+    Returns:
+        ``hits`` (L, H) long, the correct grounded tokens per layer and head, and
+        ``count`` () long, the number of grounded text tokens.
+    """
+    if attn.dim() == 4:
+        attn = attn[:, :, None]  # (B, L, 1, N, N)
+    B, L, H, N, _ = attn.shape
+    rows, row_mask = compact_positions(grounding.any(-1))  # (B, Q), (B, Q)
+    Q = rows.shape[1]
+    row_attn = gather_rows(attn, rows)  # (B, L, H, Q, N)
+    scores = row_attn.masked_fill(~region_mask[:, None, None, None], float("-inf"))
+    predicted = scores.argmax(-1)  # (B, L, H, Q)
+    grounded = grounding.gather(1, rows[..., None].expand(B, Q, N))  # (B, Q, N)
+    hit = grounded[:, None, None].expand(B, L, H, Q, N).gather(-1, predicted[..., None])
+    hit = hit.squeeze(-1) & row_mask[:, None, None]  # (B, L, H, Q)
+    return hit.sum(dim=(0, 3)), row_mask.sum()
+
+
+def grounding_accuracy(attn: Tensor, grounding: Tensor, region_mask: Tensor) -> Tensor:
+    """Fraction of grounded text tokens whose attention arg-max over regions is right.
+
+    Args:
+        attn: (B, L, H, N, N), or (B, L, N, N) (then H = 1).
+        grounding: (B, N, N) bool.
+        region_mask: (B, N) bool.
+
+    Returns:
+        (L, H) float accuracy; 0 where the batch has no grounded token.
+    """
+    hits, count = grounding_hits(attn, grounding, region_mask)
+    return hits.float() / count.clamp_min(1)
