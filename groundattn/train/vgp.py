@@ -10,28 +10,22 @@ from pathlib import Path
 import torch
 import yaml
 
-from groundattn.config import ConfigError, ModelSection, VGPConfig
+from groundattn.config import ConfigError, VGPConfig
 from groundattn.data.store import FeatureStore
-from groundattn.model import VLEncoder, from_pretrained, load_tokenizer, load_vlbert_checkpoint, preset
-from groundattn.tasks.vgp import SupervisionSpec, VGPDataset, VGPTask, collate_vgp, most_grounded_heads, summarize
-from groundattn.train.checkpoint import latest_checkpoint, load_model_weights, save_model
+from groundattn.model import load_tokenizer
+from groundattn.tasks.vgp import (
+    SupervisionSpec,
+    VGPDataset,
+    VGPTask,
+    collate_vgp,
+    most_grounded_heads,
+    summarize,
+)
+from groundattn.train.checkpoint import latest_checkpoint, save_model
+from groundattn.train.models import build_encoder
 from groundattn.train.trainer import TrainData, Trainer, make_accelerator
 
 log = logging.getLogger(__name__)
-
-
-def build_encoder(model: ModelSection, feature_dim: int) -> VLEncoder:
-    """The encoder a config asks for, sized for ``feature_dim`` region features."""
-    overrides = {"visual_feature_dim": feature_dim}
-    if model.dropout is not None:
-        overrides.update(hidden_dropout_prob=model.dropout, attention_probs_dropout_prob=model.dropout)
-    if model.preset is not None:
-        encoder = VLEncoder(preset(model.preset, **overrides))
-    else:
-        encoder, _ = from_pretrained(model.bert, **overrides)
-    if model.vlbert_checkpoint:
-        load_vlbert_checkpoint(encoder, model.vlbert_checkpoint)
-    return encoder
 
 
 def check_paths(config: VGPConfig, out_dir: Path, resume: bool) -> None:
@@ -90,8 +84,6 @@ def run_vgp(config: VGPConfig, out_dir: str | Path, *, resume: bool = False) -> 
     spec = SupervisionSpec(sup.method, sup.weight, sup.variant, sup.normalization, sup.per_head)
     L, H = encoder.config.num_hidden_layers, encoder.config.num_attention_heads
     task = VGPTask(encoder, spec, head_mask(config, L, H))
-    if config.model.init:
-        load_model_weights(config.model.init, task, strict=False)
     trainer = Trainer(
         task,
         TrainData(datasets[data.train_split], datasets[data.val_split], collate_vgp, summarize, data.num_workers),

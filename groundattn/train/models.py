@@ -1,0 +1,71 @@
+"""Encoders of runs: built from a config, initialised from earlier runs, reloaded."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from groundattn.config import ModelSection
+from groundattn.model import VLEncoder, from_pretrained, load_vlbert_checkpoint, preset
+from groundattn.train.checkpoint import MANIFEST_FILE, CheckpointError, verify_checkpoint
+
+log = logging.getLogger(__name__)
+
+ENCODER_PREFIX = "encoder."
+
+
+def build_encoder(model: ModelSection, feature_dim: int) -> VLEncoder:
+    """The encoder a config asks for, sized for ``feature_dim`` region features."""
+    overrides = {"visual_feature_dim": feature_dim}
+    if model.dropout is not None:
+        overrides.update(hidden_dropout_prob=model.dropout, attention_probs_dropout_prob=model.dropout)
+    if model.preset is not None:
+        encoder = VLEncoder(preset(model.preset, **overrides))
+    else:
+        encoder, _ = from_pretrained(model.bert, **overrides)
+    if model.vlbert_checkpoint:
+        load_vlbert_checkpoint(encoder, model.vlbert_checkpoint)
+    if model.init:
+        load_encoder_weights(model.init, encoder)
+    return encoder
+
+
+def _weights_file(path: Path) -> Path:
+    if path.is_dir():
+        if (path / MANIFEST_FILE).exists():
+            verify_checkpoint(path)
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    return path
+
+
+def load_encoder_weights(path: str | Path, encoder: VLEncoder) -> None:
+    """Loads the encoder part (``encoder.*``) of a run's weights; task heads are left out.
+
+    ``path`` is a run's ``model/`` export, a checkpoint directory or a
+    ``.safetensors`` file. Every encoder parameter must be present.
+    """
+    file = _weights_file(Path(path))
+    state = load_file(str(file))
+    own = {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    missing, unexpected = encoder.load_state_dict(own, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{file}: encoder keys missing {missing[:5]}…, unexpected {unexpected[:5]}…")
+    heads = sorted({k.split(".")[0] for k in state if not k.startswith(ENCODER_PREFIX)})
+    log.info("%s: encoder loaded; task heads not used here: %s", file, ", ".join(heads) or "none")
+
+
+def load_trained_encoder(directory: str | Path, feature_dim: int) -> VLEncoder:
+    """Rebuilds the encoder of a run's ``model/`` export (or checkpoint) from its config."""
+    directory = Path(directory)
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{directory}: no config.json (expected a run's model/ directory)")
+    model = ModelSection.model_validate({**json.loads(config_file.read_text())["model"], "init": None, "vlbert_checkpoint": None})
+    encoder = build_encoder(model, feature_dim)
+    load_encoder_weights(directory, encoder)
+    return encoder
