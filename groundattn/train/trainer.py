@@ -81,7 +81,8 @@ class Trainer:
         self.total_steps = min(steps, optim.max_steps) if optim.max_steps else steps
         if self.total_steps < 1:
             raise ValueError(f"no optimizer step: {len(data.train)} samples, batch {optim.batch_size}, accumulation {optim.grad_accum}")
-        optimizer = torch.optim.AdamW(_param_groups(module, optim.weight_decay), lr=optim.lr)
+        # The fused kernel: one pass over all parameters instead of one op per tensor.
+        optimizer = torch.optim.AdamW(_param_groups(module, optim.weight_decay), lr=optim.lr, fused=True)
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(optim.warmup_ratio * self.total_steps), self.total_steps)
         if acc.num_processes > 1 and hasattr(module, "sum_over_processes"):
             module.sum_over_processes = lambda t: acc.reduce(t, reduction="sum")
