@@ -1,0 +1,1 @@
+"""Evaluation across runs: the experiment of the paper's Table 1 and its report."""
