@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 DEFAULT_DATA = Path("data/scenes")
+VIZ_OUTPUTS = (
+    "head_view",
+    "model_view",
+    "heads",
+    "layers",
+    "rollout",
+    "compare",
+)  # groundattn.viz.run.OUTPUTS
 
 
 def _prepare_scenes(args) -> None:
@@ -54,8 +61,13 @@ def format_before_after(summary: dict) -> str:
     ]
     before, after = summary["before"], summary["after"]
     width = max(len(label) for _, label in keys)
-    lines = [f"VGP fine-tuning, method {summary['method']}, {summary['steps']} steps, {summary['seconds']:.0f} s", f"{'validation':<{width}}  before   after"]
-    lines += [f"{label:<{width}}  {100 * before[k]:6.1f}  {100 * after[k]:6.1f}" for k, label in keys]
+    lines = [
+        f"VGP fine-tuning, method {summary['method']}, {summary['steps']} steps, {summary['seconds']:.0f} s",
+        f"{'validation':<{width}}  before   after",
+    ]
+    lines += [
+        f"{label:<{width}}  {100 * before[k]:6.1f}  {100 * after[k]:6.1f}" for k, label in keys
+    ]
     return "\n".join(lines)
 
 
@@ -74,19 +86,121 @@ def _demo(args) -> None:
     print(format_before_after(summary))
 
 
+def _add_visualize_arguments(parser) -> None:
+    """The options of ``groundattn visualize`` (an ``argparse`` parser)."""
+    add = parser.add_argument
+    add("--data", required=True, help="data set root (e.g. data/scenes)")
+    add("--split", default="val", help="split whose feature store holds the image(s)")
+    add("--out", required=True, help="output folder")
+    add(
+        "--model",
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="a run (or its model/ folder); repeat to compare; 'init': the default initialisation",
+    )
+    add("--image", help="image id (not with --grounding)")
+    add(
+        "--caption",
+        action="append",
+        metavar="TEXT",
+        help="give twice: c1 then c2, plain text or Flickr30k markup (default: the data set's)",
+    )
+    add(
+        "--caption-index",
+        type=int,
+        nargs=2,
+        default=[0, 1],
+        metavar=("I", "J"),
+        help="which of the image's captions are c1 and c2 (default: 0 1)",
+    )
+    add("--phrase", help="phrase whose attention is drawn (default: the first grounded one)")
+    add("--layers", type=int, nargs="+", metavar="L", help="layers shown (default: all)")
+    add("--heads", type=int, nargs="+", metavar="H", help="heads shown (default: all)")
+    add(
+        "--direction",
+        default="all",
+        choices=("all", "text_to_region", "region_to_text"),
+        help="block of the HTML views",
+    )
+    add(
+        "--regions",
+        default="ground_truth",
+        choices=["ground_truth", "detected", "all"],
+        help="which boxes the encoder sees",
+    )
+    add("--image-dir", help="folder of <image id>.jpg (default: <data>/images)")
+    add("--dpi", type=float, default=150, help="resolution of the PNGs")
+    add(
+        "--outputs",
+        nargs="+",
+        choices=VIZ_OUTPUTS,
+        default=list(VIZ_OUTPUTS),
+        metavar="KIND",
+        help=f"files to write, of {', '.join(VIZ_OUTPUTS)} (default: all)",
+    )
+    add("--grounding", action="store_true", help="grounding accuracy report over --split instead")
+    add("--max-images", type=int, default=100, help="images of the report (0: all)")
+
+
+def _visualize(args) -> None:
+    from groundattn.viz.run import VisualizeError, grounding_report, parse_model_specs, visualize
+
+    models = parse_model_specs(args.model)
+    if args.grounding:
+        written = [
+            grounding_report(
+                args.out,
+                data_root=args.data,
+                split=args.split,
+                model_dir=path,
+                name=name if args.model else None,
+                max_images=args.max_images or None,
+                regions=args.regions,
+                dpi=args.dpi,
+            )
+            for name, path in models.items()
+        ]
+    elif args.image is None:
+        raise VisualizeError("--image is needed (or --grounding for the accuracy report)")
+    else:
+        written = visualize(
+            args.out,
+            data_root=args.data,
+            split=args.split,
+            image_id=args.image,
+            models=models,
+            captions=args.caption,
+            caption_index=tuple(args.caption_index),
+            phrase=args.phrase,
+            layers=args.layers,
+            heads=args.heads,
+            direction=args.direction,
+            regions=args.regions,
+            image_dir=args.image_dir,
+            dpi=args.dpi,
+            outputs=args.outputs,
+        )
+    print("\n".join(map(str, written)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groundattn", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="prepare the embedded data (once) and fine-tune with direct supervision")
+    demo = commands.add_parser(
+        "demo", help="prepare the embedded data (once) and fine-tune with direct supervision"
+    )
     demo.add_argument("--data", default=str(DEFAULT_DATA), help="where the grounded scenes live")
     demo.add_argument("--config", default="configs/vgp/demo.yaml")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     demo.set_defaults(func=_demo)
 
-    prepare = commands.add_parser("prepare", help="prepare data").add_subparsers(dest="what", required=True)
+    prepare = commands.add_parser("prepare", help="prepare data").add_subparsers(
+        dest="what", required=True
+    )
     scenes = prepare.add_parser("scenes", help="write the embedded grounded-scenes data set")
     scenes.add_argument("--out", required=True)
     scenes.add_argument("--size", default="default", choices=["small", "default"])
@@ -96,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     features = prepare.add_parser("features", help="feature store for a folder of images")
     features.add_argument("--images", required=True)
     features.add_argument("--out", required=True, help="the .h5 store to write")
-    features.add_argument("--boxes", help='JSON {"<image stem>": [[x1, y1, x2, y2], ...]}; default: a grid')
+    features.add_argument(
+        "--boxes", help='JSON {"<image stem>": [[x1, y1, x2, y2], ...]}; default: a grid'
+    )
     features.add_argument("--grid", type=int, nargs=2, default=[4, 4], metavar=("ROWS", "COLS"))
     features.set_defaults(func=_prepare_features)
     bottomup = prepare.add_parser("bottomup", help="bottom-up-attention TSV into a feature store")
@@ -104,25 +220,45 @@ def build_parser() -> argparse.ArgumentParser:
     bottomup.add_argument("--out", required=True)
     bottomup.set_defaults(func=_prepare_bottomup)
 
-    train = commands.add_parser("train", help="train a model").add_subparsers(dest="task", required=True)
+    train = commands.add_parser("train", help="train a model").add_subparsers(
+        dest="task", required=True
+    )
     vgp = train.add_parser("vgp", help="VGP fine-tuning with attention supervision")
     vgp.add_argument("--config", required=True)
     vgp.add_argument("--out", required=True)
-    vgp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=3e-5")
-    vgp.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    vgp.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override, e.g. optim.lr=3e-5",
+    )
+    vgp.add_argument(
+        "--resume", action="store_true", help="continue from the last complete checkpoint"
+    )
     vgp.set_defaults(func=_train_vgp)
+
+    visualize = commands.add_parser(
+        "visualize", help="bertviz views, attention drawn on the image, grounding accuracy maps"
+    )
+    _add_visualize_arguments(visualize)
+    visualize.set_defaults(func=_visualize)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     from groundattn.config import ConfigError
     from groundattn.data.errors import FormatError
+    from groundattn.viz.run import VisualizeError
 
     try:
         args.func(args)
-    except (ConfigError, FormatError, FileNotFoundError, FileExistsError) as e:
+    except (ConfigError, FormatError, FileNotFoundError, FileExistsError, VisualizeError) as e:
         print(f"groundattn: error: {e}", file=sys.stderr)
         return 2
     return 0

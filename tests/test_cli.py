@@ -94,3 +94,10 @@ def test_prepare_bottomup(tmp_path):
 def test_missing_subcommand_exits(argv):
     with pytest.raises(SystemExit):
         main(argv)
+
+
+def test_visualize_outputs_match_the_library():
+    from groundattn.cli import VIZ_OUTPUTS
+    from groundattn.viz.run import OUTPUTS
+
+    assert VIZ_OUTPUTS == OUTPUTS

@@ -12,6 +12,11 @@ encoder's batch output with :func:`select_sample`, label the tokens with
 - grounding accuracy per layer and head: :func:`plot_grounding_accuracy`;
 - :func:`save_figure` writes any of the figures.
 
+:mod:`groundattn.viz.run` is the exception that runs models: :func:`visualize`
+reads a sample of a data set, runs one or several trained encoders on it and
+writes all of the above; :func:`grounding_report` draws grounding accuracy over
+a split. Both are imported on first use (they load the model and data stack).
+
 Shapes: L layers, H heads, N sequence (valid positions of one sample),
 R regions (r0 included).
 """
@@ -36,10 +41,24 @@ from groundattn.viz.labels import layout_positions, region_label, token_labels
 from groundattn.viz.panels import draw_regions
 from groundattn.viz.sample import SampleAttention, select_sample
 
+_RUN_NAMES = ("OUTPUTS", "VisualizeError", "grounding_report", "visualize")
+
+
+def __getattr__(name: str):
+    if name in _RUN_NAMES:  # lazily: importing the encoder and data stack takes seconds
+        from groundattn.viz import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "OUTPUTS",
     "SampleAttention",
+    "VisualizeError",
     "draw_phrase_attention",
     "draw_regions",
+    "grounding_report",
     "head_view_html",
     "layout_positions",
     "model_view_html",
@@ -53,6 +72,7 @@ __all__ = [
     "save_figure",
     "select_sample",
     "token_labels",
+    "visualize",
     "write_head_view",
     "write_model_view",
 ]

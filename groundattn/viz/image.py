@@ -127,6 +127,7 @@ def plot_layer_average(
     boxes: ArrayLike,
     weights: ArrayLike,
     *,
+    layers: Sequence[int] | None = None,
     phrase: str | None = None,
     ncols: int | None = None,
     panel_size: float = 2.0,
@@ -138,6 +139,7 @@ def plot_layer_average(
         image: the picture.
         boxes: (R, 4) pixel boxes, r0 first.
         weights: (L, H, R), or (L, R) already averaged.
+        layers: layers to show (default: all); panels keep their layer index.
         phrase: the phrase, for the title.
         ncols: panels per row (default: all layers in one row).
         panel_size: width of one panel in inches.
@@ -146,7 +148,8 @@ def plot_layer_average(
     weights = as_array(weights, "weights")
     if weights.ndim == 3:
         weights = weights.mean(1)  # (L, R)
-    panels = [(f"layer {l}, head mean", w) for l, w in enumerate(weights)]
+    shown = range(len(weights)) if layers is None else layers
+    panels = [(f"layer {l}, head mean", weights[l]) for l in shown]
     title = _title(phrase, "head average per layer")
     return _plot_panels(image, boxes, panels, title, panel_size, ncols=ncols, **draw)
 
@@ -156,6 +159,7 @@ def plot_rollout(
     boxes: ArrayLike,
     weights: ArrayLike,
     *,
+    layers: Sequence[int] | None = None,
     phrase: str | None = None,
     ncols: int | None = None,
     panel_size: float = 2.0,
@@ -167,6 +171,7 @@ def plot_rollout(
         image: the picture.
         boxes: (R, 4) pixel boxes, r0 first.
         weights: (L, R): :func:`phrase_region_attention` of the (L, N, N) rollout.
+        layers: layers to show (default: all); panels keep their layer index.
         phrase: the phrase, for the title.
         ncols: panels per row (default: all layers in one row).
         panel_size: width of one panel in inches.
@@ -175,7 +180,8 @@ def plot_rollout(
     weights = as_array(weights, "weights")
     if weights.ndim != 2:
         raise ValueError(f"rollout weights must be (L, R), got shape {weights.shape}")
-    panels = [(f"rollout, layer {l}", w) for l, w in enumerate(weights)]
+    shown = range(len(weights)) if layers is None else layers
+    panels = [(f"rollout, layer {l}", weights[l]) for l in shown]
     title = _title(phrase, "attention rollout per layer")
     return _plot_panels(image, boxes, panels, title, panel_size, ncols=ncols, **draw)
 

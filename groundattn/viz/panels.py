@@ -29,6 +29,8 @@ from PIL import Image
 from torch import Tensor
 
 ArrayLike = Tensor | np.ndarray | Sequence[float]
+TITLE_INCHES_PER_CHAR = 0.08
+"""Width a figure title needs per character (10 pt), to keep it inside the figure."""
 
 
 def draw_regions(
@@ -45,6 +47,7 @@ def draw_regions(
     top_k: int | None = None,
     fontsize: float = 6.0,
     max_side: int = 512,
+    outline: Sequence[int] = (),
 ) -> PolyCollection:
     """Draws the image and one box heat per region on ``ax``.
 
@@ -64,6 +67,8 @@ def draw_regions(
         max_side: the picture is shown downsampled to at most this many pixels
             on its longer side (boxes keep their coordinates); small panels
             gain nothing from more.
+        outline: regions drawn on top with a dashed cyan outline, e.g. the
+            ground-truth regions of the phrase whose attention is shown.
 
     Returns:
         The filled boxes, in drawing order (lowest weight first).
@@ -99,8 +104,7 @@ def draw_regions(
     top = order[:annotate]
     if len(top):
         edges = colours(np.clip(weights[top] / vmax, 0.0, 1.0))
-        outline = boxes[top]
-        x1, y1, x2, y2 = outline.T
+        x1, y1, x2, y2 = boxes[top].T
         corners = np.stack([x1, y1, x2, y1, x2, y2, x1, y2], axis=1).reshape(-1, 4, 2)
         ax.add_collection(
             PolyCollection(corners, facecolors="none", edgecolors=edges, linewidths=1),
@@ -117,6 +121,20 @@ def draw_regions(
         ax.add_patch(frame)
         label = f"r0 {weights[whole_image_index]:.2f}"
         _write_weight(ax, x1, y2, label, fontsize, "bottom")
+    if len(outline):
+        marked = np.asarray(list(outline), dtype=int)
+        if marked.min() < 0 or marked.max() >= len(weights):
+            raise ValueError(
+                f"outline regions must lie in 0 … {len(weights) - 1}, got {list(outline)}"
+            )
+        x1, y1, x2, y2 = boxes[marked].T  # each (M,)
+        corners = np.stack([x1, y1, x2, y1, x2, y2, x1, y2], axis=1).reshape(-1, 4, 2)  # (M, 4, 2)
+        ax.add_collection(
+            PolyCollection(
+                corners, facecolors="none", edgecolors="cyan", linewidths=1.2, linestyles="--"
+            ),
+            autolim=False,
+        )
     return heat
 
 
@@ -156,7 +174,11 @@ def panel_figure(
     left = 0.3 if row_labels else pad
     panel_h = panel_size * aspect
     cell_w, cell_h = panel_size + pad, panel_h + title_h + pad
-    fig_w, fig_h = left + ncols * cell_w, top + nrows * cell_h
+    grid_w, fig_h = left + ncols * cell_w, top + nrows * cell_h
+    # A grid narrower than its title (one or two panels) is widened and centred,
+    # so that the title is not cut: about 0.08 inch per character at 10 pt.
+    fig_w = max(grid_w, 0.2 + TITLE_INCHES_PER_CHAR * len(title))
+    left += (fig_w - grid_w) / 2
     fig = Figure(figsize=(fig_w, fig_h))
     axes = np.empty((nrows, ncols), dtype=object)
     for i in range(nrows):
@@ -172,7 +194,13 @@ def panel_figure(
         if row_labels:
             y = (bottom + panel_h / 2) / fig_h
             fig.text(
-                0.12 / fig_w, y, row_labels[i], rotation=90, va="center", ha="center", fontsize=9
+                (left - 0.18) / fig_w,
+                y,
+                row_labels[i],
+                rotation=90,
+                va="center",
+                ha="center",
+                fontsize=9,
             )
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.1 / fig_h, va="top")

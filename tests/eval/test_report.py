@@ -34,7 +34,8 @@ def test_table_marks_best_method_not_original():
 
 def test_csv_and_figure(tmp_path):
     path = write_csv(_records(), tmp_path / "results.csv")
-    rows = list(csv.DictReader(open(path)))
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 6 and rows[1]["method"] == "none" and float(rows[1]["vqa_val"]) == 0.5
     fig = results_figure(_records())
     assert len(fig.axes[0].patches) == 3 * 2  # 3 methods × 2 columns

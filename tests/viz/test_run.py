@@ -1,0 +1,253 @@
+import json
+
+import matplotlib.collections
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from viz_helpers import embedded_params
+
+from groundattn.model import VLEncoder, load_tokenizer, preset
+from groundattn.tasks.vgp import SupervisionSpec, VGPDataset, VGPTask, collate_vgp, summarize
+from groundattn.train.checkpoint import save_model
+from groundattn.train.models import load_trained_encoder
+from groundattn.viz import draw_regions, plot_layer_average
+from groundattn.viz.panels import panel_figure
+from groundattn.viz.run import (
+    VisualizeError,
+    grounding_report,
+    parse_model_specs,
+    visualize,
+)
+
+IMAGE = "100001"  # first image of the small scenes' val split: six diamonds
+DPI = 40
+L, H = 2, 4  # the tiny preset
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory):
+    """The small embedded data set, generated once per session."""
+    from groundattn.data.scenes import prepare_scenes
+
+    return prepare_scenes(tmp_path_factory.mktemp("scenes") / "small", size="small", seed=0)
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory):
+    """Two untrained tiny runs exported as a run's model/ directory (no training)."""
+    dirs = {}
+    for seed, name in enumerate(("direct", "none")):
+        torch.manual_seed(seed)
+        task = VGPTask(VLEncoder(preset("tiny", visual_feature_dim=128)), SupervisionSpec())
+        dirs[name] = save_model(
+            tmp_path_factory.mktemp(name) / "model", task, {"model": {"preset": "tiny"}}
+        )
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def two_models(scenes, model_dirs, tmp_path_factory):
+    """One visualize call with two models; the tests read what it wrote."""
+    out = tmp_path_factory.mktemp("viz")
+    files = visualize(
+        out, data_root=scenes, split="val", image_id=IMAGE, models=model_dirs, dpi=DPI
+    )
+    return out, files, json.loads((out / "sample.json").read_text())
+
+
+def test_writes_every_file_once_per_model(two_models):
+    out, files, _ = two_models
+    per_model = ["head_view.html", "model_view.html", "heads.png", "layers.png", "rollout.png"]
+    expected = [out / m / f for m in ("direct", "none") for f in per_model]
+    assert files == [*expected, out / "compare.png", out / "sample.json"]
+
+
+def test_default_phrase_is_the_first_grounded_one_and_regions_are_named(two_models):
+    _, _, sample = two_models
+    assert sample["captions"][0] == "There are six diamonds in the frame ."
+    assert sample["phrase"] == "six diamonds" and sample["phrase_caption"] == 1
+    assert sample["grounded_regions"] == [1, 2, 3, 4, 5, 6]  # the group of all six objects
+    assert sample["region_names"][:3] == [None, "green diamond", "orange diamond"]  # world.jsonl
+    tokens = sample["models"]["direct"]["tokens"]
+    assert [tokens[p] for p in sample["models"]["direct"]["phrase_positions"]] == [
+        "six",
+        "diamonds",
+    ]
+
+
+def test_html_views_hold_caption_tokens_and_region_labels(two_models):
+    out, _, sample = two_models
+    for view in ("head_view", "model_view"):
+        page = (out / "direct" / f"{view}.html").read_text(encoding="utf-8")
+        (params,) = embedded_params(page)["attention"]
+        labels = params["left_text"]
+        assert labels == sample["models"]["direct"]["labels"]
+        assert {"[CLS]", "six", "diamonds", "frame"} <= set(labels)
+        assert "[IMG:0 whole image]" in labels and "[IMG:1 green diamond]" in labels
+        assert labels[-1] == "[END]"
+        assert np.asarray(params["attn"]).shape[:2] == (L, H)
+
+
+def test_pngs_have_the_grid_sizes(two_models):
+    out, _, sample = two_models
+    phrase = f"“{sample['phrase']}”"
+    expected = {  # image panels: rows, columns, width in inches, title, row labels
+        "direct/heads.png": (L, H, 1.6, f"{phrase}: per layer and head", None),
+        "direct/layers.png": (1, L, 2.0, f"{phrase}: head average per layer", None),
+        "direct/rollout.png": (1, L, 2.0, f"{phrase}: attention rollout per layer", None),
+        "compare.png": (2, 2, 2.4, phrase, ["last layer, head mean", "rollout, last layer"]),
+    }
+    for name, (rows, cols, size, title, row_labels) in expected.items():
+        fig, _ = panel_figure(
+            rows, cols, 1.0, size, title=title, row_labels=row_labels
+        )  # 128 × 128 images
+        width, height = fig.get_size_inches() * DPI
+        with Image.open(out / name) as png:
+            assert png.size == (int(width), int(height)), name
+
+
+def test_outputs_choose_the_files(scenes, model_dirs, tmp_path):
+    files = visualize(
+        tmp_path, data_root=scenes, split="val", image_id=IMAGE, models=model_dirs,
+        outputs={"compare", "layers"}, dpi=DPI,
+    )  # fmt: skip
+    names = ["direct/layers.png", "none/layers.png", "compare.png", "sample.json"]
+    assert files == [tmp_path / name for name in names]
+
+
+def test_plain_text_captions_filters_and_the_default_initialisation(scenes, tmp_path):
+    captions = (
+        "A tiny green diamond shape and an orange one .",
+        "Six diamonds on a dark backdrop .",
+    )
+    files = visualize(
+        tmp_path, data_root=scenes, split="val", image_id=int(IMAGE), models={"init": None},
+        captions=captions, phrase="GREEN  diamond", layers=[5], heads=[0, 2],
+        direction="text_to_region", dpi=DPI,
+    )  # fmt: skip
+    assert len(files) == 6  # one model: no compare figure
+    sample = json.loads((tmp_path / "sample.json").read_text())
+    assert sample["phrase"] == "green diamond" and sample["phrase_char_span"] == [7, 20]
+    assert sample["grounded_regions"] == []  # plain text grounds nothing
+    tokens = sample["models"]["init"]["tokens"]
+    assert [tokens[p] for p in sample["models"]["init"]["phrase_positions"]] == ["green", "diamond"]
+    params = embedded_params((tmp_path / "init" / "head_view.html").read_text(encoding="utf-8"))
+    (view,) = params["attention"]
+    assert params["include_layers"] == [5]
+    assert "green" in view["left_text"] and all(t.startswith("[IMG:") for t in view["right_text"])
+    assert np.asarray(view["attn"]).shape[:2] == (1, 2)
+    with Image.open(tmp_path / "init" / "heads.png") as png:
+        fig, _ = panel_figure(1, 2, 1.0, 1.6, title="“green diamond”: per layer and head")
+        assert png.size == tuple(int(v) for v in fig.get_size_inches() * DPI)
+
+
+def test_markup_captions_ground_their_phrases(scenes, model_dirs, tmp_path):
+    markup = "[/EN#5/shapes one green rhombus] on [/EN#30/other/scene the dark backdrop] ."
+    visualize(
+        tmp_path, data_root=scenes, split="val", image_id=IMAGE, models={"d": model_dirs["direct"]},
+        captions=("There are six diamonds .", markup), phrase="one green rhombus",
+        outputs={"layers"}, dpi=DPI,
+    )  # fmt: skip
+    sample = json.loads((tmp_path / "sample.json").read_text())
+    assert sample["phrase_caption"] == 2 and sample["grounded_regions"] == [5]  # chain 5: object 4
+
+
+def test_grounding_report_equals_the_trainers_validation_counts(scenes, model_dirs, tmp_path):
+    png = grounding_report(
+        tmp_path, data_root=scenes, split="val", model_dir=model_dirs["direct"], name="direct",
+        max_images=2, batch_size=7, dpi=DPI,
+    )  # fmt: skip
+    assert png == tmp_path / "grounding_direct.png"
+    with Image.open(png) as image:
+        assert image.size[0] > 0
+    report = json.loads(png.with_suffix(".json").read_text())
+    accuracy, rolled = torch.tensor(report["accuracy"]), torch.tensor(report["rollout"])
+    assert accuracy.shape == (L, H) and rolled.shape == (L,)
+    assert ((accuracy >= 0) & (accuracy <= 1)).all() and ((rolled >= 0) & (rolled <= 1)).all()
+    assert report["samples"] == 20 and report["grounded_tokens"] > 0
+    # The same samples in one batch through the task's validation counts (padding differs).
+    task = VGPTask(load_trained_encoder(model_dirs["direct"], 128), SupervisionSpec()).eval()
+    dataset = VGPDataset(scenes, "val", load_tokenizer(), max_images=2)
+    with torch.no_grad():
+        _, parts = task(collate_vgp([dataset[i] for i in range(len(dataset))]), with_metrics=True)
+    metrics = summarize(parts)
+    assert torch.allclose(
+        accuracy.flatten(), torch.tensor(metrics["grounding_per_head"]), atol=1e-6
+    )
+    assert torch.allclose(rolled, torch.tensor(metrics["rollout_per_layer"]), atol=1e-6)
+
+
+def test_clear_errors(scenes, model_dirs, tmp_path):
+    common = {"data_root": scenes, "split": "val", "models": model_dirs}
+    with pytest.raises(
+        VisualizeError, match=r"image 999 is not in split 'val' \(feature store .*val\.h5\)"
+    ):
+        visualize(tmp_path, image_id=999, **common)
+    with pytest.raises(VisualizeError, match="phrase 'purple cow' is not in the captions"):
+        visualize(tmp_path, image_id=IMAGE, phrase="purple cow", **common)
+    with pytest.raises(VisualizeError, match="layers must lie in 0 … 1"):
+        visualize(tmp_path, image_id=IMAGE, layers=[2], **common)
+    with pytest.raises(FileNotFoundError, match="model 'bad': .* has no config.json"):
+        visualize(tmp_path, data_root=scenes, split="val", image_id=IMAGE, models={"bad": tmp_path})
+    with pytest.raises(VisualizeError, match="direction"):
+        visualize(tmp_path, image_id=IMAGE, direction="up", **common)
+    with pytest.raises(VisualizeError, match="outputs"):
+        visualize(tmp_path, image_id=IMAGE, outputs={"movie"}, **common)
+    assert not list(tmp_path.iterdir())  # nothing written before the error
+
+
+def test_model_specs_and_the_command_line(scenes, model_dirs, tmp_path):
+    run = model_dirs["direct"].parent
+    assert parse_model_specs([f"d={model_dirs['direct']}", str(model_dirs["none"]), "init"]) == {
+        "d": str(model_dirs["direct"]),
+        model_dirs["none"].parent.name: str(model_dirs["none"]),
+        "init": None,
+    }
+    assert parse_model_specs([]) == {"init": None}
+    with pytest.raises(VisualizeError, match="repeated"):
+        parse_model_specs(["a=x", "a=y"])
+    from groundattn.cli import main
+
+    assert main(
+        [
+            "visualize",
+            "--data",
+            str(scenes),
+            "--out",
+            str(tmp_path),
+            "--grounding",
+            "--model",
+            f"run={run}",
+            "--max-images",
+            "1",
+        ]
+    ) == 0
+    assert (tmp_path / "grounding_run.png").is_file()  # a run directory holding model/
+
+
+# The rendering options visualize needs (they belong with tests/viz/test_panels.py and test_image.py).
+
+
+def test_draw_regions_outlines_the_given_regions_dashed(image, boxes):
+    ax = Figure().add_subplot()
+    draw_regions(ax, image, boxes, torch.tensor([0.4, 0.3, 0.2, 0.1]), outline=[1, 3])
+    dashed = [c for c in ax.collections if isinstance(c, matplotlib.collections.PolyCollection)][-1]
+    assert (
+        len(dashed.get_paths()) == 2 and dashed.get_linestyle()[0][1] is not None
+    )  # a dash pattern
+    with pytest.raises(ValueError, match="outline"):
+        draw_regions(ax, image, boxes, torch.tensor([0.4, 0.3, 0.2, 0.1]), outline=[4])
+
+
+def test_layer_average_shows_the_chosen_layers_with_their_index(image, boxes):
+    weights = torch.rand(3, 2, 4).softmax(-1)  # (L, H, R)
+    fig = plot_layer_average(
+        image, boxes, weights, layers=[2], phrase="a dog and a very long phrase"
+    )
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 1 and "layer 2, head mean" in [t.get_text() for t in panels[0].texts]
+    assert fig.get_size_inches()[0] > 0.08 * len(
+        "“a dog and a very long phrase”: head average per layer"
+    )
