@@ -13,13 +13,17 @@ encoder's batch output with :func:`select_sample`, label the tokens with
 - :func:`save_figure` writes any of the figures.
 
 :mod:`groundattn.viz.run` is the exception that runs models: :func:`visualize`
-reads a sample of a data set, runs one or several trained encoders on it and
-writes all of the above; :func:`grounding_report` draws grounding accuracy over
-a split. Both are imported on first use (they load the model and data stack).
+reads a sample of a data set (:mod:`groundattn.viz.scene`), runs one or several
+trained encoders on it (:mod:`groundattn.viz.models`) and writes all of the
+above; :func:`grounding_report` (:mod:`groundattn.viz.grounding`) draws
+grounding accuracy over a split. Both are imported on first use (they load the
+model and data stack).
 
 Shapes: L layers, H heads, N sequence (valid positions of one sample),
 R regions (r0 included).
 """
+
+import importlib
 
 from groundattn.viz.compare import plot_compare
 from groundattn.viz.heatmap import plot_grounding_accuracy
@@ -41,14 +45,17 @@ from groundattn.viz.labels import layout_positions, region_label, token_labels
 from groundattn.viz.panels import draw_regions
 from groundattn.viz.sample import SampleAttention, select_sample
 
-_RUN_NAMES = ("OUTPUTS", "VisualizeError", "grounding_report", "visualize")
+_LAZY = {  # name: its module, imported on first use
+    "OUTPUTS": "run",
+    "VisualizeError": "errors",
+    "grounding_report": "grounding",
+    "visualize": "run",
+}
 
 
 def __getattr__(name: str):
-    if name in _RUN_NAMES:  # lazily: importing the encoder and data stack takes seconds
-        from groundattn.viz import run
-
-        return getattr(run, name)
+    if name in _LAZY:  # lazily: importing the encoder and data stack takes seconds
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

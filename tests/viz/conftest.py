@@ -1,4 +1,5 @@
-"""Fixtures of the visualisation tests: a plain picture and boxes on it."""
+"""Fixtures of the visualisation tests: a plain picture and boxes on it; the small
+embedded data set and two untrained tiny runs for the tests that run models."""
 
 import matplotlib
 import pytest
@@ -22,3 +23,28 @@ def boxes() -> torch.Tensor:
         [[0, 0, 200, 100], [10, 20, 60, 80], [80, 20, 130, 80], [150, 20, 190, 80]],
         dtype=torch.float,
     )
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory):
+    """The small embedded data set, generated once per session."""
+    from groundattn.data.scenes import prepare_scenes
+
+    return prepare_scenes(tmp_path_factory.mktemp("scenes") / "small", size="small", seed=0)
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory):
+    """Two untrained tiny runs exported as a run's model/ directory (no training)."""
+    from groundattn.model import VLEncoder, preset
+    from groundattn.tasks.vgp import SupervisionSpec, VGPTask
+    from groundattn.train.checkpoint import save_model
+
+    dirs = {}
+    for seed, name in enumerate(("direct", "none")):
+        torch.manual_seed(seed)
+        task = VGPTask(VLEncoder(preset("tiny", visual_feature_dim=128)), SupervisionSpec())
+        dirs[name] = save_model(
+            tmp_path_factory.mktemp(name) / "model", task, {"model": {"preset": "tiny"}}
+        )
+    return dirs

@@ -113,3 +113,15 @@ def test_layer_average_and_rollout_have_one_panel_per_layer(tmp_path, image, box
     assert (tmp_path / "rollout.pdf").stat().st_size > 0
     with pytest.raises(ValueError, match="rollout"):
         plot_rollout(image, boxes, weights)
+
+
+def test_layer_average_shows_the_chosen_layers_with_their_index(image, boxes):
+    weights = torch.rand(3, 2, 4).softmax(-1)  # (L, H, R)
+    fig = plot_layer_average(
+        image, boxes, weights, layers=[2], phrase="a dog and a very long phrase"
+    )
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 1 and "layer 2, head mean" in [t.get_text() for t in panels[0].texts]
+    assert fig.get_size_inches()[0] > 0.08 * len(
+        "“a dog and a very long phrase”: head average per layer"
+    )

@@ -1,3 +1,4 @@
+import matplotlib.collections
 import numpy as np
 import pytest
 import torch
@@ -35,3 +36,14 @@ def test_panel_figure_rows_and_labels():
     fig, axes = panel_figure(2, 3, 0.5, 1.0, title="t", row_labels=["a", "b"])
     assert axes.shape == (2, 3)
     assert {t.get_text() for t in fig.texts} >= {"a", "b"}
+
+
+def test_draw_regions_outlines_the_given_regions_dashed(image, boxes):
+    ax = Figure().add_subplot()
+    draw_regions(ax, image, boxes, torch.tensor([0.4, 0.3, 0.2, 0.1]), outline=[1, 3])
+    dashed = [c for c in ax.collections if isinstance(c, matplotlib.collections.PolyCollection)][-1]
+    assert (
+        len(dashed.get_paths()) == 2 and dashed.get_linestyle()[0][1] is not None
+    )  # a dash pattern
+    with pytest.raises(ValueError, match="outline"):
+        draw_regions(ax, image, boxes, torch.tensor([0.4, 0.3, 0.2, 0.1]), outline=[4])

@@ -1,50 +1,16 @@
 import json
 
-import matplotlib.collections
 import numpy as np
 import pytest
-import torch
-from matplotlib.figure import Figure
 from PIL import Image
 from viz_helpers import embedded_params
 
-from groundattn.model import VLEncoder, load_tokenizer, preset
-from groundattn.tasks.vgp import SupervisionSpec, VGPDataset, VGPTask, collate_vgp, summarize
-from groundattn.train.checkpoint import save_model
-from groundattn.train.models import load_trained_encoder
-from groundattn.viz import draw_regions, plot_layer_average
 from groundattn.viz.panels import panel_figure
-from groundattn.viz.run import (
-    VisualizeError,
-    grounding_report,
-    parse_model_specs,
-    visualize,
-)
+from groundattn.viz.run import VisualizeError, visualize
 
 IMAGE = "100001"  # first image of the small scenes' val split: six diamonds
 DPI = 40
 L, H = 2, 4  # the tiny preset
-
-
-@pytest.fixture(scope="session")
-def scenes(tmp_path_factory):
-    """The small embedded data set, generated once per session."""
-    from groundattn.data.scenes import prepare_scenes
-
-    return prepare_scenes(tmp_path_factory.mktemp("scenes") / "small", size="small", seed=0)
-
-
-@pytest.fixture(scope="session")
-def model_dirs(tmp_path_factory):
-    """Two untrained tiny runs exported as a run's model/ directory (no training)."""
-    dirs = {}
-    for seed, name in enumerate(("direct", "none")):
-        torch.manual_seed(seed)
-        task = VGPTask(VLEncoder(preset("tiny", visual_feature_dim=128)), SupervisionSpec())
-        dirs[name] = save_model(
-            tmp_path_factory.mktemp(name) / "model", task, {"model": {"preset": "tiny"}}
-        )
-    return dirs
 
 
 @pytest.fixture(scope="module")
@@ -154,31 +120,6 @@ def test_markup_captions_ground_their_phrases(scenes, model_dirs, tmp_path):
     assert sample["phrase_caption"] == 2 and sample["grounded_regions"] == [5]  # chain 5: object 4
 
 
-def test_grounding_report_equals_the_trainers_validation_counts(scenes, model_dirs, tmp_path):
-    png = grounding_report(
-        tmp_path, data_root=scenes, split="val", model_dir=model_dirs["direct"], name="direct",
-        max_images=2, batch_size=7, dpi=DPI,
-    )  # fmt: skip
-    assert png == tmp_path / "grounding_direct.png"
-    with Image.open(png) as image:
-        assert image.size[0] > 0
-    report = json.loads(png.with_suffix(".json").read_text())
-    accuracy, rolled = torch.tensor(report["accuracy"]), torch.tensor(report["rollout"])
-    assert accuracy.shape == (L, H) and rolled.shape == (L,)
-    assert ((accuracy >= 0) & (accuracy <= 1)).all() and ((rolled >= 0) & (rolled <= 1)).all()
-    assert report["samples"] == 20 and report["grounded_tokens"] > 0
-    # The same samples in one batch through the task's validation counts (padding differs).
-    task = VGPTask(load_trained_encoder(model_dirs["direct"], 128), SupervisionSpec()).eval()
-    dataset = VGPDataset(scenes, "val", load_tokenizer(), max_images=2)
-    with torch.no_grad():
-        _, parts = task(collate_vgp([dataset[i] for i in range(len(dataset))]), with_metrics=True)
-    metrics = summarize(parts)
-    assert torch.allclose(
-        accuracy.flatten(), torch.tensor(metrics["grounding_per_head"]), atol=1e-6
-    )
-    assert torch.allclose(rolled, torch.tensor(metrics["rollout_per_layer"]), atol=1e-6)
-
-
 def test_clear_errors(scenes, model_dirs, tmp_path):
     common = {"data_root": scenes, "split": "val", "models": model_dirs}
     with pytest.raises(
@@ -196,58 +137,3 @@ def test_clear_errors(scenes, model_dirs, tmp_path):
     with pytest.raises(VisualizeError, match="outputs"):
         visualize(tmp_path, image_id=IMAGE, outputs={"movie"}, **common)
     assert not list(tmp_path.iterdir())  # nothing written before the error
-
-
-def test_model_specs_and_the_command_line(scenes, model_dirs, tmp_path):
-    run = model_dirs["direct"].parent
-    assert parse_model_specs([f"d={model_dirs['direct']}", str(model_dirs["none"]), "init"]) == {
-        "d": str(model_dirs["direct"]),
-        model_dirs["none"].parent.name: str(model_dirs["none"]),
-        "init": None,
-    }
-    assert parse_model_specs([]) == {"init": None}
-    with pytest.raises(VisualizeError, match="repeated"):
-        parse_model_specs(["a=x", "a=y"])
-    from groundattn.cli import main
-
-    assert main(
-        [
-            "visualize",
-            "--data",
-            str(scenes),
-            "--out",
-            str(tmp_path),
-            "--grounding",
-            "--model",
-            f"run={run}",
-            "--max-images",
-            "1",
-        ]
-    ) == 0
-    assert (tmp_path / "grounding_run.png").is_file()  # a run directory holding model/
-
-
-# The rendering options visualize needs (they belong with tests/viz/test_panels.py and test_image.py).
-
-
-def test_draw_regions_outlines_the_given_regions_dashed(image, boxes):
-    ax = Figure().add_subplot()
-    draw_regions(ax, image, boxes, torch.tensor([0.4, 0.3, 0.2, 0.1]), outline=[1, 3])
-    dashed = [c for c in ax.collections if isinstance(c, matplotlib.collections.PolyCollection)][-1]
-    assert (
-        len(dashed.get_paths()) == 2 and dashed.get_linestyle()[0][1] is not None
-    )  # a dash pattern
-    with pytest.raises(ValueError, match="outline"):
-        draw_regions(ax, image, boxes, torch.tensor([0.4, 0.3, 0.2, 0.1]), outline=[4])
-
-
-def test_layer_average_shows_the_chosen_layers_with_their_index(image, boxes):
-    weights = torch.rand(3, 2, 4).softmax(-1)  # (L, H, R)
-    fig = plot_layer_average(
-        image, boxes, weights, layers=[2], phrase="a dog and a very long phrase"
-    )
-    panels = [ax for ax in fig.axes if ax.images]
-    assert len(panels) == 1 and "layer 2, head mean" in [t.get_text() for t in panels[0].texts]
-    assert fig.get_size_inches()[0] > 0.08 * len(
-        "“a dog and a very long phrase”: head average per layer"
-    )

@@ -1,0 +1,37 @@
+import json
+
+import torch
+from PIL import Image
+
+from groundattn.model import load_tokenizer
+from groundattn.tasks.vgp import SupervisionSpec, VGPDataset, VGPTask, collate_vgp, summarize
+from groundattn.train.models import load_trained_encoder
+from groundattn.viz.grounding import grounding_report
+
+DPI = 40
+L, H = 2, 4  # the tiny preset of model_dirs
+
+
+def test_grounding_report_equals_the_trainers_validation_counts(scenes, model_dirs, tmp_path):
+    png = grounding_report(
+        tmp_path, data_root=scenes, split="val", model_dir=model_dirs["direct"], name="direct",
+        max_images=2, batch_size=7, dpi=DPI,
+    )  # fmt: skip
+    assert png == tmp_path / "grounding_direct.png"
+    with Image.open(png) as image:
+        assert image.size[0] > 0
+    report = json.loads(png.with_suffix(".json").read_text())
+    accuracy, rolled = torch.tensor(report["accuracy"]), torch.tensor(report["rollout"])
+    assert accuracy.shape == (L, H) and rolled.shape == (L,)
+    assert ((accuracy >= 0) & (accuracy <= 1)).all() and ((rolled >= 0) & (rolled <= 1)).all()
+    assert report["samples"] == 20 and report["grounded_tokens"] > 0
+    # The same samples in one batch through the task's validation counts (padding differs).
+    task = VGPTask(load_trained_encoder(model_dirs["direct"], 128), SupervisionSpec()).eval()
+    dataset = VGPDataset(scenes, "val", load_tokenizer(), max_images=2)
+    with torch.no_grad():
+        _, parts = task(collate_vgp([dataset[i] for i in range(len(dataset))]), with_metrics=True)
+    metrics = summarize(parts)
+    assert torch.allclose(
+        accuracy.flatten(), torch.tensor(metrics["grounding_per_head"]), atol=1e-6
+    )
+    assert torch.allclose(rolled, torch.tensor(metrics["rollout_per_layer"]), atol=1e-6)
