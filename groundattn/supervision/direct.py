@@ -28,6 +28,7 @@ from groundattn.supervision.reference import reference_direct_loss
 from groundattn.supervision.rows import (
     RowTargets,
     SupervisionLoss,
+    at_least_float32,
     check_choice,
     gather_rows,
     gather_targets,
@@ -72,11 +73,11 @@ def direct_loss(
     """
     check_choice("variant", variant, VARIANTS)
     check_choice("normalization", normalization, NORMALIZATIONS)
+    if variant == "reference":
+        return reference_direct_loss(attn, grounding, text_mask, region_mask, normalization)
     rows, row_mask = supervised_rows(grounding)  # (B, Q), (B, Q)
     targets = row_targets(rows, row_mask, grounding, text_mask, region_mask)
     row_attn = gather_rows(attn, rows)  # (B, L, H, Q, N)
-    if variant == "reference":
-        return reference_direct_loss(row_attn, targets, text_mask, normalization)
     # Eq. 6 in log space: log â_j = log p_j − log Σ_{j'∈S} p_j'. Zero probabilities (padding
     # columns, underflow) are clamped to the smallest normal float: a finite log whose
     # gradient is cut, so a zero never turns into a NaN gradient.
@@ -84,7 +85,7 @@ def direct_loss(
     # A masked sum, not einsum: einsum copies the big operand into a bmm layout, several
     # times slower on CPU for these shapes.
     columns = targets.columns[:, None, None]  # (B, 1, 1, Q, N)
-    row_mass = torch.where(columns, row_attn, 0.0).sum(-1)  # (B, L, H, Q): Σ_S p
+    row_mass = (row_attn * columns).sum(-1)  # (B, L, H, Q): Σ_S p
     target_attn, weights = gather_targets(row_attn, targets)  # (B, L, H, Q, K), (B, 1, 1, Q, K)
     target_score = (target_attn.clamp_min(tiny).log() * weights).sum(-1)  # Σ_j t_j log p_j
     return _cross_entropy(target_score, row_mass.clamp_min(tiny).log(), targets)
@@ -116,6 +117,7 @@ def direct_loss_from_logits(
     Returns:
         A :class:`SupervisionLoss`.
     """
+    row_logits = at_least_float32(row_logits)  # (B, L, H, Q, N)
     targets = row_targets(rows, row_mask, grounding, text_mask, region_mask)
     columns = targets.columns[:, None, None]  # (B, 1, 1, Q, N)
     fill = torch.finfo(row_logits.dtype).min  # not -inf: an empty row stays finite

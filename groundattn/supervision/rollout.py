@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from groundattn.supervision.direct import direct_loss
-from groundattn.supervision.rows import SupervisionLoss
+from groundattn.supervision.direct import NORMALIZATIONS, VARIANTS, direct_loss
+from groundattn.supervision.rows import SupervisionLoss, check_choice
 
 
 def rollout(attn: Tensor, valid_mask: Tensor, *, per_head: bool = False) -> Tensor:
@@ -74,6 +74,8 @@ def semi_direct_loss(
     Returns:
         A :class:`SupervisionLoss`, averaged over layers (and heads with ``per_head``).
     """
+    check_choice("variant", variant, VARIANTS)  # before the rollout, not after
+    check_choice("normalization", normalization, NORMALIZATIONS)
     rolled = rollout(attn, valid_mask, per_head=per_head)
     if not per_head:
         rolled = rolled[:, :, None]  # (B, L, 1, N, N): one "head" per layer

@@ -77,7 +77,11 @@ def supervised_rows(grounding: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def gather_rows(attn: Tensor, rows: Tensor) -> Tensor:
-    """Selects attention rows per sample.
+    """Selects attention rows per sample, in at least float32.
+
+    The losses are computed in float32 even under mixed precision: a float16
+    probability below its smallest normal (6e-5) is common early in training.
+    Only the Q gathered rows are converted, never the full map.
 
     Args:
         attn: (B, L, H, N, N).
@@ -88,7 +92,12 @@ def gather_rows(attn: Tensor, rows: Tensor) -> Tensor:
     """
     B, L, H, N, _ = attn.shape
     index = rows[:, None, None, :, None].expand(B, L, H, rows.shape[1], N)  # (B, L, H, Q, N)
-    return attn.gather(3, index)  # (B, L, H, Q, N)
+    return at_least_float32(attn.gather(3, index))  # (B, L, H, Q, N)
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32, or in its own dtype when that is wider (float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def row_targets(
@@ -147,27 +156,6 @@ def gather_targets(row_scores: Tensor, targets: RowTargets) -> tuple[Tensor, Ten
     weights = weights / weights.sum(-1, keepdim=True).clamp_min(1)
     index = columns.view(B, 1, 1, Q, K).expand(B, L, H, Q, K)  # (B, L, H, Q, K)
     return row_scores.gather(-1, index), weights.view(B, 1, 1, Q, K)
-
-
-def masked_log_softmax(scores: Tensor, columns: Tensor) -> Tensor:
-    """``log_softmax`` of each row over its own subset of columns.
-
-    Columns outside the subset get finite but meaningless values: read them only
-    through a mask. A row with no column at all stays finite (no NaN, even in the
-    gradient).
-
-    Args:
-        scores: (B, L, H, Q, N) finite scores.
-        columns: (B, Q, N) bool.
-
-    Returns:
-        (B, L, H, Q, N) log-probabilities over ``columns``.
-    """
-    keep = columns[:, None, None]  # (B, 1, 1, Q, N)
-    # The most negative finite float instead of -inf: an empty row gives a finite
-    # logsumexp (and a finite gradient) instead of -inf and NaN.
-    masked = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)  # (B, L, H, Q, N)
-    return scores - masked.logsumexp(-1, keepdim=True)  # (B, L, H, Q, N)
 
 
 def mean_over_rows(per_row: Tensor, selected: Tensor) -> Tensor:

@@ -135,7 +135,7 @@ def loop_indirect_loss(
     candidate_mask: Tensor,
     classifier: nn.Module,
 ) -> Tensor:
-    """Eq. 5, one phrase and one region at a time."""
+    """Eq. 5, one phrase at a time."""
     per_phrase = []
     for b, states in enumerate(hidden.unbind(0)):
         candidates = _positions(candidate_mask[b])
@@ -144,10 +144,9 @@ def loop_indirect_loss(
             if not tokens:
                 continue
             e = states[tokens].max(0).values  # (D,)
-            total = _zero(hidden)
-            for r in candidates:
-                logit = classifier(e, states[r])
-                target = phrase_regions[b, p, r].float()
-                total = total + F.binary_cross_entropy_with_logits(logit, target)
-            per_phrase.append(total / len(candidates))
+            # d([e, x_i]) for every candidate region i at once.
+            logits = classifier(e.expand(len(candidates), -1), states[candidates])  # (C,)
+            target = phrase_regions[b, p, candidates].float()
+            bce = F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+            per_phrase.append(bce / len(candidates))  # 1/n_r Σ_i (Eq. 5)
     return _mean(per_phrase, hidden)

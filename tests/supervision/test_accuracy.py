@@ -1,0 +1,52 @@
+"""Tests of groundattn/supervision/accuracy.py: attention grounding accuracy (METHOD §8)."""
+
+import torch
+
+from groundattn.supervision import grounding_accuracy, grounding_hits, rollout
+
+# Sample 0: text 0-2, regions 3-5; token 1 → 4, token 2 → 5.
+# Sample 1: text 0-3, regions 4-5; token 2 → 5, token 3 → 4 and 5 (two boxes).
+REGIONS = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1]]).bool()
+GROUNDING = torch.zeros(2, 6, 6, dtype=torch.bool)
+GROUNDING[0, 1, 4] = GROUNDING[0, 2, 5] = True
+GROUNDING[1, 2, 5] = GROUNDING[1, 3, 4] = GROUNDING[1, 3, 5] = True
+
+
+def _attn() -> torch.Tensor:
+    attn = torch.full((2, 1, 2, 6, 6), 1 / 6)
+    # head 0: hit (text column 0 is larger but is not a region), miss, miss, hit (box 2 of 2)
+    attn[0, 0, 0, 1] = torch.tensor([0.5, 0.0, 0.0, 0.1, 0.3, 0.1])
+    attn[0, 0, 0, 2] = torch.tensor([0.0, 0.0, 0.0, 0.4, 0.3, 0.3])
+    attn[1, 0, 0, 2] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.6, 0.4])
+    attn[1, 0, 0, 3] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.3, 0.7])
+    # head 1: all four hit (token 3 of sample 1 on its other box)
+    attn[0, 0, 1, 1] = torch.tensor([0.0, 0.0, 0.0, 0.1, 0.8, 0.1])
+    attn[0, 0, 1, 2] = torch.tensor([0.0, 0.0, 0.0, 0.1, 0.1, 0.8])
+    attn[1, 0, 1, 2] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.2, 0.8])
+    attn[1, 0, 1, 3] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.8, 0.2])
+    return attn
+
+
+def test_hits_and_accuracy_by_hand():
+    # 4 grounded tokens; head 0: 2 hits → .5; head 1: 4 hits → 1.
+    hits, count = grounding_hits(_attn(), GROUNDING, REGIONS)
+    assert hits.tolist() == [[2, 4]] and count.item() == 4
+    torch.testing.assert_close(
+        grounding_accuracy(_attn(), GROUNDING, REGIONS), torch.tensor([[0.5, 1.0]])
+    )
+
+
+def test_accepts_head_averaged_rollout():
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    rolled = rollout(_attn(), valid)  # (B, L, N, N)
+    accuracy = grounding_accuracy(rolled, GROUNDING, REGIONS)
+    assert accuracy.shape == (1, 1)
+    hits, count = grounding_hits(rolled[:, :, None], GROUNDING, REGIONS)
+    torch.testing.assert_close(accuracy, hits.float() / count)
+
+
+def test_no_grounded_token_gives_zero_counts():
+    empty = torch.zeros(2, 6, 6, dtype=torch.bool)
+    hits, count = grounding_hits(_attn(), empty, REGIONS)
+    assert hits.tolist() == [[0, 0]] and count.item() == 0
+    assert grounding_accuracy(_attn(), empty, REGIONS).tolist() == [[0.0, 0.0]]
