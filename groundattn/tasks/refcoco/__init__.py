@@ -1,0 +1,20 @@
+"""Referring expressions (METHOD §7): samples, region scorer, BCE, top-region accuracy."""
+
+from groundattn.tasks.refcoco.dataset import (
+    RefCOCOBatch,
+    RefCOCODataset,
+    collate_refcoco,
+    index_stores,
+)
+from groundattn.tasks.refcoco.task import RefCOCOTask, region_bce, summarize, top_region_hits
+
+__all__ = [
+    "RefCOCOBatch",
+    "RefCOCODataset",
+    "RefCOCOTask",
+    "collate_refcoco",
+    "index_stores",
+    "region_bce",
+    "summarize",
+    "top_region_hits",
+]

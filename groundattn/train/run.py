@@ -1,0 +1,322 @@
+"""The run every task shares: from a config to a trained, evaluated, exported model.
+
+:func:`run` does, for any :class:`Recipe`: check the paths → accelerator → out
+dir and ``config.yaml`` → tokenizer → datasets (main process first) → encoder
+→ task module → :class:`Trainer` → validation before training → fit →
+validation after → the recipe's further evaluations → ``model/`` (weights,
+``config.json`` with the task's name, the recipe's extra files) and
+``summary.json``. A recipe only says what is particular to its task.
+
+:func:`evaluate` reloads a run's ``model/`` and computes the validation
+metrics of any split, on any data root with the same layout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import yaml
+from pydantic import BaseModel
+from safetensors import safe_open
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from groundattn.config import ConfigError, load_config
+from groundattn.model import VLEncoder, load_tokenizer
+from groundattn.train.checkpoint import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    latest_checkpoint,
+    load_model_weights,
+    save_model,
+)
+from groundattn.train.models import build_encoder
+from groundattn.train.trainer import TrainData, Trainer, make_accelerator
+
+log = logging.getLogger(__name__)
+
+# Task name (the ``task`` of a model's config.json) → its recipe, imported on use.
+RECIPES = {
+    "vgp": "groundattn.train.vgp:VGPRecipe",
+    "pretrain": "groundattn.train.pretrain:PretrainRecipe",
+    "vqa": "groundattn.train.vqa:VQARecipe",
+    "refcoco": "groundattn.train.refcoco:RefCOCORecipe",
+}
+ENCODER_FEATURES = "encoder.embeddings.visual.feature_projection.weight"
+
+
+class Recipe:
+    """What one task adds to the shared run; subclasses override the hooks they need.
+
+    The config has the sections ``model``, ``data`` (with ``root`` and
+    ``num_workers``), ``optim`` and ``run``.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[BaseModel]]
+    collate: ClassVar[Callable[[list], Any]]
+    summarize: ClassVar[Callable[[dict[str, Tensor]], dict[str, float]]]
+
+    def __init__(self, config: BaseModel):
+        self.config = config
+
+    # ---- before any work ----------------------------------------------------------------
+    def required_paths(self) -> list[tuple[str, Path]]:
+        """``(config field, path)`` pairs that must exist for the run to start."""
+        return []
+
+    # ---- data and model -------------------------------------------------------------------
+    def datasets(self, tokenizer) -> dict[str, Dataset]:
+        """The training data: ``"train"`` and ``"val"``, and any others :meth:`after_fit` uses."""
+        raise NotImplementedError
+
+    def eval_dataset(self, tokenizer, split: str) -> Dataset:
+        """The data of one split, for :func:`evaluate`."""
+        raise NotImplementedError
+
+    def feature_dim(self) -> int:
+        """F, the size of the region features of the training data."""
+        raise NotImplementedError
+
+    def build_task(self, encoder: VLEncoder) -> nn.Module:
+        """The task module (encoder and heads) whose ``forward(batch, with_metrics)`` trains."""
+        raise NotImplementedError
+
+    # ---- hooks ------------------------------------------------------------------------------
+    def summary_head(self) -> dict:
+        """The first entries of ``summary.json``."""
+        return {"task": self.name}
+
+    def start(self, out_dir: Path, resume: bool) -> None:
+        """Main process, once the datasets are built: write what the run needs to keep."""
+
+    def before_fit(self, trainer: Trainer) -> None:
+        """After the validation before training (or the resume), before the first step."""
+
+    def after_fit(
+        self, trainer: Trainer, datasets: dict[str, Dataset], out_dir: Path, after: dict
+    ) -> dict:
+        """Every process, after the last validation (``after``): further evaluations, for the summary."""
+        return {}
+
+    def export(self, model_dir: Path) -> None:
+        """Main process: files besides the weights that :meth:`load_export` reads back."""
+
+    def load_export(self, model_dir: Path) -> None:
+        """Reads back what :meth:`export` wrote, before :meth:`build_task`, for evaluation."""
+
+    def after_evaluate(
+        self,
+        module: nn.Module,
+        dataset: Dataset,
+        split: str,
+        out_dir: Path,
+        *,
+        batch_size: int,
+        device: torch.device,
+    ) -> dict:
+        """Standalone evaluation: anything beyond the counted metrics (predictions files)."""
+        return {}
+
+
+def check_paths(recipe: Recipe, out_dir: Path, resume: bool) -> None:
+    """Stops a run that cannot work before any work is done."""
+    config = recipe.config
+    root = config.data.root
+    if not root.is_dir():
+        raise ConfigError(
+            f"data.root: directory {root} does not exist (run `groundattn prepare scenes --out {root}`?)"
+        )
+    for field, path in recipe.required_paths():
+        if not path.exists():
+            raise ConfigError(f"{field}: {path} does not exist")
+    for field in ("bert", "vlbert_checkpoint", "init"):
+        value = getattr(config.model, field)
+        if value and not Path(value).exists():
+            raise ConfigError(f"model.{field}: {value} does not exist")
+    if not resume and latest_checkpoint(out_dir) is not None:
+        raise ConfigError(
+            f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --out"
+        )
+
+
+def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
+    """Trains and evaluates; writes checkpoints, logs, ``summary.json`` and ``model/``."""
+    config, out_dir = recipe.config, Path(out_dir)
+    check_paths(recipe, out_dir, resume)
+    accelerator = make_accelerator(config.run, config.optim.grad_accum)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dump = config.model_dump(mode="json")
+    if accelerator.is_main_process:
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(dump, sort_keys=False))
+    tokenizer = load_tokenizer(config.model.bert)
+    with accelerator.main_process_first():
+        datasets = recipe.datasets(tokenizer)
+    if accelerator.is_main_process:
+        recipe.start(out_dir, resume)
+    feature_dim = recipe.feature_dim()
+    torch.manual_seed(config.run.seed)
+    encoder = build_encoder(config.model, feature_dim)
+    task = recipe.build_task(encoder)
+    data = TrainData(
+        datasets["train"],
+        datasets["val"],
+        recipe.collate,
+        recipe.summarize,
+        config.data.num_workers,
+    )
+    trainer = Trainer(
+        task, data, config.optim, config.run, out_dir, config=dump, accelerator=accelerator
+    )
+    started = time.perf_counter()
+    if not (resume and trainer.resume()):
+        before = trainer.evaluate()
+        trainer.history.append({"step": 0, **before})
+        log.info("before training: %s", before)
+    recipe.before_fit(trainer)
+    state = trainer.fit()
+    after = trainer.evaluate()
+    extra = recipe.after_fit(trainer, datasets, out_dir, after)
+    summary = {
+        **recipe.summary_head(),
+        "steps": state["step"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "before": trainer.history[0],
+        "after": after,
+        "history": trainer.history,
+        **extra,
+    }
+    if accelerator.is_main_process:
+        save_model(
+            out_dir / "model",
+            accelerator.unwrap_model(trainer.module),
+            {"task": recipe.name, **dump},
+        )
+        recipe.export(out_dir / "model")
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+# ---- evaluation of a saved model ------------------------------------------------------------
+
+
+def recipe_class(name: str) -> type[Recipe]:
+    """The recipe of a task name (see :data:`RECIPES`)."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown task {name!r}; accepted: {sorted(RECIPES)}")
+    module, cls = RECIPES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_recipe(
+    model_dir: str | Path, data_root: str | Path | None = None, overrides: Sequence[str] = ()
+) -> Recipe:
+    """The recipe and config a run's ``model/`` was trained with, pointed at ``data_root``.
+
+    ``overrides`` are dotted ``key=value`` pairs (``data.boxes=ground_truth``).
+    """
+    model_dir = Path(model_dir)
+    config_file = model_dir / CONFIG_FILE
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"{model_dir}: no {CONFIG_FILE} (expected a run's model/ directory)"
+        )
+    tree = json.loads(config_file.read_text())
+    name = tree.pop("task", "vgp" if "supervision" in tree else None)
+    if name is None:
+        raise ConfigError(
+            f"{config_file}: no task name; export the model with a current groundattn"
+        )
+    # The weights come from model_dir: nothing is loaded on the way.
+    tree["model"] = {**tree["model"], "init": None, "vlbert_checkpoint": None}
+    if data_root is not None:
+        tree["data"] = {**tree["data"], "root": str(data_root)}
+    cls = recipe_class(name)
+    recipe = cls(load_config(cls.config_class, None, list(overrides), base=tree))
+    recipe.load_export(model_dir)
+    return recipe
+
+
+def load_task(recipe: Recipe, model_dir: str | Path) -> nn.Module:
+    """The task module of a run's ``model/``, weights loaded strictly."""
+    model_dir = Path(model_dir)
+    with safe_open(str(model_dir / MODEL_FILE), framework="pt") as f:
+        feature_dim = f.get_slice(ENCODER_FEATURES).get_shape()[1]
+    module = recipe.build_task(build_encoder(recipe.config.model, feature_dim))
+    load_model_weights(model_dir, module, strict=True)
+    return module
+
+
+@torch.no_grad()
+def count_metrics(
+    module: nn.Module, dataset: Dataset, recipe: Recipe, *, batch_size: int, device: torch.device
+) -> dict[str, float]:
+    """Validation metrics of one process over a whole dataset (the trainer's, unsharded)."""
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(0)
+    module.eval()
+    totals: dict[str, Tensor] = {}
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=recipe.collate):
+        _, parts = module(batch.to(device), with_metrics=True)
+        for key, value in parts.items():
+            value = (
+                value.double() * len(batch) if key.startswith("loss") else value
+            )  # loss means → sums
+            totals[key] = totals.get(key, 0) + value
+    metrics = recipe.summarize(totals)
+    metrics.update(
+        {
+            f"val_{k}": float(v / max(1, len(dataset)))
+            for k, v in totals.items()
+            if k.startswith("loss")
+        }
+    )
+    return metrics
+
+
+def evaluate(
+    model_dir: str | Path,
+    data_root: str | Path | None = None,
+    split: str = "val",
+    *,
+    overrides: Sequence[str] = (),
+    out_dir: str | Path | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    task: str | None = None,
+) -> dict:
+    """Metrics of a run's ``model/`` on one split (any task); one process.
+
+    Args:
+        model_dir: a run's ``model/`` export.
+        data_root: the data set (default: the one the run was trained on).
+        split: the split to evaluate (refs split for refcoco).
+        overrides: dotted config changes, e.g. ``data.boxes=ground_truth``.
+        out_dir: where files such as VQA predictions go (default: beside ``model_dir``).
+        task: the task the model must have been trained for (None: any).
+    """
+    model_dir = Path(model_dir)
+    recipe = load_recipe(model_dir, data_root, overrides)
+    if task is not None and recipe.name != task:
+        raise ConfigError(f"{model_dir}: a {recipe.name} model, not a {task} one")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = load_tokenizer(recipe.config.model.bert)
+    dataset = recipe.eval_dataset(tokenizer, split)
+    module = load_task(recipe, model_dir).to(device)
+    metrics = {
+        "task": recipe.name,
+        "split": split,
+        **count_metrics(module, dataset, recipe, batch_size=batch_size, device=device),
+    }
+    out = Path(out_dir) if out_dir is not None else model_dir.parent
+    metrics.update(
+        recipe.after_evaluate(module, dataset, split, out, batch_size=batch_size, device=device)
+    )
+    return metrics

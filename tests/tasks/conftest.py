@@ -1,0 +1,26 @@
+"""Fixtures of the task tests: the default tokenizer and a tiny encoder."""
+
+import pytest
+
+from groundattn.model import VLEncoder, load_tokenizer, preset
+
+FEATURE_DIM = 128  # the embedded scenes' region features
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """MiniLM-L6's fast tokenizer (bert-base-uncased vocabulary)."""
+    return load_tokenizer()
+
+
+@pytest.fixture
+def tiny_encoder():
+    """A random 2-layer encoder for the embedded scenes' features, without dropout."""
+    return VLEncoder(
+        preset(
+            "tiny",
+            visual_feature_dim=FEATURE_DIM,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+    )

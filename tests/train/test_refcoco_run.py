@@ -1,0 +1,60 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+from groundattn.config import ConfigError, RefCOCOConfig, load_config
+from groundattn.train.refcoco import evaluate_refcoco, run_refcoco
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+TINY = CONFIGS / "refcoco" / "tiny.yaml"
+
+
+def _config(root, *extra):
+    return load_config(RefCOCOConfig, TINY, [f"data.root={root}", *extra])
+
+
+@pytest.mark.parametrize("file", sorted((CONFIGS / "refcoco").glob("*.yaml")), ids=lambda p: p.name)
+def test_configs_parse(file):
+    assert file.read_text().startswith("# groundattn train refcoco --config configs/refcoco/")
+    load_config(RefCOCOConfig, file)
+
+
+@pytest.mark.parametrize("boxes", ["ground_truth", "detected"])
+def test_tiny_run_from_the_pretrained_model(small_scenes, pretrained, tmp_path, boxes):
+    out = tmp_path / boxes
+    summary = run_refcoco(
+        _config(
+            small_scenes, f"model.init={pretrained}", f"data.boxes={boxes}", "optim.max_steps=2"
+        ),
+        out,
+    )
+    assert summary["task"] == "refcoco" and summary["boxes"] == boxes and summary["steps"] == 2
+    assert list(summary["splits"]) == ["val", "testA", "testB"]
+    for split, metrics in summary["splits"].items():
+        assert (
+            0 <= metrics["accuracy"] <= metrics["answerable"] <= 1 and metrics["sentences"] > 0
+        ), split
+        if boxes == "ground_truth":
+            assert metrics["answerable"] == 1.0
+    assert summary["splits"]["val"] == summary["after"]
+    again = evaluate_refcoco(out / "model", split="testB")
+    assert again["accuracy"] == pytest.approx(summary["splits"]["testB"]["accuracy"])
+    assert again["answerable"] == pytest.approx(summary["splits"]["testB"]["answerable"])
+
+
+def test_evaluation_with_other_boxes_and_bad_splits(small_scenes, tmp_path):
+    out = tmp_path / "run"
+    run_refcoco(_config(small_scenes, "optim.max_steps=1"), out)
+    metrics = evaluate_refcoco(out / "model", split="testA", boxes="ground_truth")
+    assert metrics["answerable"] == 1.0 and metrics["split"] == "testA"
+    with pytest.raises(ConfigError, match="no refs of split 'testC'"):
+        evaluate_refcoco(out / "model", split="testC")
+    with pytest.raises(ConfigError, match="data.boxes"):
+        _config(small_scenes, "data.boxes=all")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo process group on Linux")
+def test_two_processes_give_the_losses_of_one(small_scenes, same_losses_in_two_processes):
+    args = [f"data.root={small_scenes}", "model.dropout=0", "optim.max_steps=3", "run.log_every=1"]
+    same_losses_in_two_processes("refcoco", "RefCOCOConfig", TINY, args, ["loss"])
