@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -39,14 +40,70 @@ def _prepare_bottomup(args) -> None:
     print(f"{n} images -> {args.out}")
 
 
-def _train_vgp(args) -> None:
-    from groundattn.config import VGPConfig, load_config
-    from groundattn.train.vgp import run_vgp
+TRAIN = {  # task → (config class, run function), imported on use
+    "pretrain": ("PretrainConfig", "groundattn.train.pretrain:run_pretrain"),
+    "vgp": ("VGPConfig", "groundattn.train.vgp:run_vgp"),
+    "vqa": ("VQAConfig", "groundattn.train.vqa:run_vqa"),
+    "refcoco": ("RefCOCOConfig", "groundattn.train.refcoco:run_refcoco"),
+}
 
-    config = load_config(VGPConfig, args.config, args.set)
-    summary = run_vgp(config, args.out, resume=args.resume)
-    print(format_before_after(summary))
+
+def _train(args) -> None:
+    import importlib
+
+    import groundattn.config as configs
+    from groundattn.config import load_config
+
+    config_class, target = TRAIN[args.task]
+    module, function = target.split(":")
+    config = load_config(getattr(configs, config_class), args.config, args.set)
+    summary = getattr(importlib.import_module(module), function)(
+        config, args.out, resume=args.resume
+    )
+    print(format_before_after(summary) if args.task == "vgp" else format_metrics(summary))
     print(f"summary: {Path(args.out) / 'summary.json'}")
+
+
+def format_metrics(summary: dict) -> str:
+    """Validation metrics before and after training, and of every evaluated split."""
+    lines = [f"{summary.get('task', 'run')}: {summary['steps']} steps, {summary['seconds']:.0f} s"]
+    for key, value in summary["after"].items():
+        if isinstance(value, float):
+            before = summary["before"].get(key, float("nan"))
+            lines.append(f"  {key:<28} before {before:8.4f}   after {value:8.4f}")
+    for split, metrics in summary.get("splits", {}).items():
+        lines.append(
+            f"  {split}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        )
+    return "\n".join(lines)
+
+
+def _evaluate(args) -> None:
+    from groundattn.train.run import evaluate
+
+    metrics = evaluate(
+        args.model,
+        args.data,
+        args.split,
+        overrides=args.set,
+        out_dir=args.out,
+        batch_size=args.batch_size,
+    )
+    print(json.dumps(metrics, indent=2))
+
+
+def _experiment(args) -> None:
+    from groundattn.config import ExperimentConfig, load_config
+    from groundattn.data.scenes import prepare_scenes
+    from groundattn.eval.experiment import run_experiment
+
+    config = load_config(ExperimentConfig, args.config, args.set)
+    if config.prepare_scenes and not (config.data_root / "card.json").is_file():
+        print(f"preparing the embedded grounded scenes in {config.data_root} (once)")
+        prepare_scenes(config.data_root, size="default")
+    run_experiment(config, args.out, announce=print)
+    print((Path(args.out) / "results.md").read_text())
 
 
 def format_before_after(summary: dict) -> str:
@@ -223,20 +280,50 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model").add_subparsers(
         dest="task", required=True
     )
-    vgp = train.add_parser("vgp", help="VGP fine-tuning with attention supervision")
-    vgp.add_argument("--config", required=True)
-    vgp.add_argument("--out", required=True)
-    vgp.add_argument(
+    helps = {
+        "pretrain": "VL pretraining: masked language modelling + masked region classification",
+        "vgp": "VGP fine-tuning with attention supervision",
+        "vqa": "VQA fine-tuning and evaluation (VQAv2 protocol)",
+        "refcoco": "referring expressions (RefCOCO+ protocol)",
+    }
+    for task, text in helps.items():
+        sub = train.add_parser(task, help=text)
+        sub.add_argument("--config", required=True)
+        sub.add_argument("--out", required=True)
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override, e.g. optim.lr=3e-5",
+        )
+        sub.add_argument(
+            "--resume", action="store_true", help="continue from the last complete checkpoint"
+        )
+        sub.set_defaults(func=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a run's model/ on a split of its task")
+    evaluate.add_argument("--model", required=True, help="a run's model/ directory")
+    evaluate.add_argument("--data", help="data root (default: the one it was trained on)")
+    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("--out", help="where predictions go (VQA; default: beside model/)")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override, e.g. optim.lr=3e-5",
+        help="e.g. data.boxes=ground_truth",
     )
-    vgp.add_argument(
-        "--resume", action="store_true", help="continue from the last complete checkpoint"
+    evaluate.set_defaults(func=_evaluate)
+
+    experiment = commands.add_parser(
+        "experiment", help="the paper's Table 1: pretrain, each method, every task, seeds"
     )
-    vgp.set_defaults(func=_train_vgp)
+    experiment.add_argument("--config", default="configs/experiment/quick.yaml")
+    experiment.add_argument("--out", default="runs/experiment")
+    experiment.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    experiment.set_defaults(func=_experiment)
 
     visualize = commands.add_parser(
         "visualize", help="bertviz views, attention drawn on the image, grounding accuracy maps"

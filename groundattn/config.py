@@ -296,6 +296,37 @@ class RefCOCOConfig(Section):
     run: RunSection = RunSection()
 
 
+class ExperimentConfig(Section):
+    """The experiment of Table 1: one pretraining, then each method, every task, each seed."""
+
+    data_root: Path = Field(
+        Path("data/scenes"), description="data set directory used by every stage"
+    )
+    prepare_scenes: bool = Field(
+        True, description="write the embedded grounded scenes at data_root if missing"
+    )
+    seeds: list[int] = Field(
+        [0], min_length=1, description="seeds of the fine-tuning and downstream runs"
+    )
+    methods: list[Literal["none", "indirect", "direct", "semi-direct"]] = Field(
+        ["none", "indirect", "direct", "semi-direct"],
+        min_length=1,
+        description="VGP fine-tuning methods compared",
+    )
+    pretrain: Path = Field(
+        Path("configs/pretrain/default.yaml"), description="config of the VL pretraining"
+    )
+    vgp: Path = Field(Path("configs/vgp/default.yaml"), description="config of the VGP fine-tuning")
+    vqa: Path = Field(Path("configs/vqa/default.yaml"), description="config of the VQA runs")
+    refcoco: Path = Field(
+        Path("configs/refcoco/default.yaml"), description="config of the RefCOCO+ runs"
+    )
+    overrides: dict[Literal["pretrain", "vgp", "vqa", "refcoco"], list[str]] = Field(
+        {}, description="extra key=value overrides per stage (a preset shrinks the runs here)"
+    )
+    visualize: bool = Field(True, description="draw the attention of the methods side by side")
+
+
 class ConfigError(ValueError):
     """A configuration that cannot run, with the file and field to fix."""
 

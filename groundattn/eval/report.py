@@ -87,7 +87,9 @@ def markdown_table(records: Sequence[dict]) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     seeds = sorted({r["seed"] for r in records})
     lines.append("")
-    lines.append(f"Mean ± std over seeds {seeds} (percent); bold: best fine-tuning method per column.")
+    lines.append(
+        f"Mean ± std over seeds {seeds} (percent); bold: best fine-tuning method per column."
+    )
     return "\n".join(lines)
 
 
@@ -118,5 +120,7 @@ def results_figure(records: Sequence[dict]) -> Figure:
     labels = {k: f"{g}\n{c}" for k, g, c in COLUMNS}
     ax.set_xticks(range(len(keys)), [labels[k] for k in keys], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("%")
-    ax.legend(fontsize=7, ncols=min(len(methods), 5), loc="upper center", bbox_to_anchor=(0.5, 1.18))
+    ax.legend(
+        fontsize=7, ncols=min(len(methods), 5), loc="upper center", bbox_to_anchor=(0.5, 1.18)
+    )
     return fig

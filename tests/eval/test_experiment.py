@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from groundattn.config import ExperimentConfig, load_config
+from groundattn.eval.experiment import run_experiment
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+
+
+def test_tiny_experiment_writes_the_table_and_resumes(small_scenes, tmp_path):
+    sets = [f"data_root={small_scenes}", "seeds=[0]"]
+    sets += [f"{task}={CONFIGS / task / 'tiny.yaml'}" for task in ("pretrain", "vgp", "vqa", "refcoco")]
+    config = load_config(ExperimentConfig, CONFIGS / "experiment" / "tiny.yaml", sets)
+    out = tmp_path / "experiment"
+    said: list[str] = []
+    records = run_experiment(config, out, announce=said.append)
+    assert [r["method"] for r in records] == ["original", "none", "direct"]
+    for record in records:
+        for key in ("vqa_val", "refcoco_detected_testA", "refcoco_ground_truth_testB", "grounding_best"):
+            assert 0.0 <= record[key] <= 1.0
+    table = (out / "results.md").read_text()
+    assert "| Original |" in table and "| Direct Attention |" in table and "RefCOCO+ (Detected)" in table
+    assert (out / "results.csv").is_file() and (out / "results.png").is_file()
+    assert (out / "attention" / "compare.png").is_file()
+
+    # A crashed experiment continues: only the missing stage runs again.
+    (out / "vqa" / "direct" / "seed-0" / "summary.json").unlink()
+    said.clear()
+    run_experiment(config, out, announce=said.append)
+    ran = [line for line in said if not line.startswith("reuse") and not line.startswith(" ")]
+    assert len(ran) == 1 and "vqa/direct/seed-0" in ran[0]
