@@ -20,16 +20,25 @@ def box_geometry(boxes: Tensor) -> Tensor:
 
 
 class VisualEmbedding(nn.Module):
-    """LayerNorm(projected region feature + embedded box geometry)."""
+    """LayerNorm(projected region feature + embedded box geometry).
+
+    A layer-normed vector has unit scale per dimension while a pretrained BERT's
+    word embeddings have about 0.04: added as it is, the whole-image embedding
+    would drown every word. As in VL-BERT, two learned scalars scale it, one
+    where it joins the text and one for region tokens; they start at the scale
+    of the word embeddings (:func:`~groundattn.model.from_pretrained` sets them).
+    """
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
         self.feature_projection = nn.Linear(config.visual_feature_dim, config.hidden_size)
         self.geometry_projection = nn.Linear(6, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.text_scale = nn.Parameter(torch.tensor(config.initializer_range))
+        self.region_scale = nn.Parameter(torch.tensor(config.initializer_range))
 
     def forward(self, features: Tensor, boxes: Tensor) -> Tensor:
-        # (B, R, F), (B, R, 4) -> (B, R, D)
+        # (B, R, F), (B, R, 4) -> (B, R, D), before the scales
         return self.LayerNorm(
             self.feature_projection(features) + self.geometry_projection(box_geometry(boxes))
         )
@@ -56,12 +65,12 @@ class VLEmbeddings(nn.Module):
         tokens = self.word_embeddings(batch.input_ids) * text  # (B, N, D)
         if batch.region_valid.shape[1]:
             visual = self.visual(batch.region_features, batch.region_boxes)  # (B, R, D)
-            region_tokens = (self.image_token_embedding + visual)[batch.region_valid]  # (ΣR, D)
+            region_tokens = (self.image_token_embedding + self.visual.region_scale * visual)[batch.region_valid]  # (ΣR, D)
             # The k-th region slot of a sample goes to its k-th region position.
             tokens = tokens.masked_scatter(batch.region_mask[..., None], region_tokens)
             # Text carries the whole image r0, never its grounded box (METHOD §2).
             has_image = batch.region_valid[:, :1, None]  # (B, 1, 1)
-            tokens = tokens + visual[:, :1] * (text & has_image)
+            tokens = tokens + self.visual.text_scale * visual[:, :1] * (text & has_image)
             tokens = tokens + self.end_token_embedding * batch.end_mask[..., None]
         x = (
             tokens

@@ -142,6 +142,11 @@ def from_pretrained(
         model, {k: v for k, v in state.items() if not _HF_UNUSED.match(k)}, str(weights)
     )
     report.unused = [k for k in state if _HF_UNUSED.match(k)]
+    # The visual embedding joins the text at the scale of the word embeddings it is added to.
+    word_scale = model.embeddings.word_embeddings.weight.detach().std()
+    with torch.no_grad():
+        model.embeddings.visual.text_scale.fill_(word_scale)
+        model.embeddings.visual.region_scale.fill_(word_scale)
     report.initialized = [k for k in report.missing if _VISUAL_PARTS.match(k)]
     report.missing = [k for k in report.missing if not _VISUAL_PARTS.match(k)]
     report.log()
@@ -164,6 +169,8 @@ _VLBERT_RULES: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"^(?:module\.)?vlbert\.visual_ln_object\.(.*)$"),
         r"embeddings.visual.LayerNorm.\1",
     ),
+    (re.compile(r"^(?:module\.)?vlbert\.visual_scale_text$"), "embeddings.visual.text_scale"),
+    (re.compile(r"^(?:module\.)?vlbert\.visual_scale_object$"), "embeddings.visual.region_scale"),
 ]
 _VLBERT_END = re.compile(r"^(?:module\.)?vlbert\.end_embedding\.weight$")
 

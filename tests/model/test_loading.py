@@ -32,6 +32,8 @@ def _vlbert_state(model: VLEncoder) -> dict[str, torch.Tensor]:
     )
     state["module.vlbert.visual_ln_object.weight"] = own["embeddings.visual.LayerNorm.weight"] + 1
     state["module.vlbert.visual_ln_object.bias"] = own["embeddings.visual.LayerNorm.bias"] + 1
+    state["module.vlbert.visual_scale_text"] = torch.tensor(0.5)
+    state["module.vlbert.visual_scale_object"] = torch.tensor(0.25)
     state["module.final_mlp.1.weight"] = torch.zeros(
         3, 3
     )  # a task head the encoder has no place for
@@ -59,6 +61,10 @@ def test_vlbert_checkpoint_loads_through_the_key_map(tmp_path):
     torch.testing.assert_close(
         own["embeddings.end_token_embedding"], state["module.vlbert.end_embedding.weight"][0]
     )
+    assert float(model.embeddings.visual.text_scale) == 0.5
+    assert float(model.embeddings.visual.region_scale) == 0.25
+    assert float(model.embeddings.visual.text_scale) == 0.5
+    assert float(model.embeddings.visual.region_scale) == 0.25
     with pytest.raises(ValueError, match="1 unexpected"):
         load_vlbert_checkpoint(model, path, strict=True)
 

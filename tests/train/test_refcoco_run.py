@@ -1,4 +1,3 @@
-import sys
 from pathlib import Path
 
 import pytest
@@ -52,9 +51,3 @@ def test_evaluation_with_other_boxes_and_bad_splits(small_scenes, tmp_path):
         evaluate_refcoco(out / "model", split="testC")
     with pytest.raises(ConfigError, match="data.boxes"):
         _config(small_scenes, "data.boxes=all")
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="gloo process group on Linux")
-def test_two_processes_give_the_losses_of_one(small_scenes, same_losses_in_two_processes):
-    args = [f"data.root={small_scenes}", "model.dropout=0", "optim.max_steps=3", "run.log_every=1"]
-    same_losses_in_two_processes("refcoco", "RefCOCOConfig", TINY, args, ["loss"])
