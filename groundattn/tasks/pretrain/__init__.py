@@ -11,7 +11,6 @@ from groundattn.tasks.pretrain.dataset import (
 from groundattn.tasks.pretrain.heads import (
     MaskedLMHead,
     PredictionTransform,
-    global_mean,
     masked_cross_entropy,
 )
 from groundattn.tasks.pretrain.task import PretrainTask, RegionClassHead, summarize
@@ -25,7 +24,6 @@ __all__ = [
     "RegionClassHead",
     "RegionClasses",
     "collate_pretrain",
-    "global_mean",
     "mask_regions",
     "mask_tokens",
     "masked_cross_entropy",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,21 +45,3 @@ def masked_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     if not len(labels):
         return logits.sum() * 0
     return F.cross_entropy(logits.float(), labels)
-
-
-def global_mean(
-    local_mean: Tensor, local_count: Tensor, sum_over_processes: Callable[[Tensor], Tensor] | None
-) -> Tensor:
-    """Turns a mean over this process's share into its share of the global-batch mean.
-
-    Each process's loss becomes ``sum_local / count_global · world``: data-parallel
-    training averages the processes' gradients, so the update equals a single
-    process's on the whole batch whatever the count (masked tokens, candidate
-    regions) in each share. Without ``sum_over_processes`` (one process) the mean
-    is returned as it is.
-    """
-    if sum_over_processes is None:
-        return local_mean
-    count = local_count.to(local_mean.dtype)
-    world = sum_over_processes(torch.ones((), device=count.device))
-    return local_mean * count / sum_over_processes(count.detach()).clamp_min(1) * world

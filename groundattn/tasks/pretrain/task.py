@@ -14,11 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from groundattn.model import VLEncoder
+from groundattn.tasks.common import global_mean
 from groundattn.tasks.pretrain.dataset import PretrainBatch
 from groundattn.tasks.pretrain.heads import (
     MaskedLMHead,
     PredictionTransform,
-    global_mean,
     masked_cross_entropy,
 )
 

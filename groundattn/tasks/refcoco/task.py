@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from groundattn.model import VLEncoder
-from groundattn.tasks.pretrain.heads import global_mean
+from groundattn.tasks.common import global_mean
 from groundattn.tasks.refcoco.dataset import RefCOCOBatch
 
 

@@ -87,7 +87,9 @@ class VGPDataset(Dataset):
         root = Path(root)
         entities = Flickr30kEntities(root)
         if split not in entities.splits:
-            raise FileNotFoundError(f"{root}: no split file {split}.txt (found: {sorted(entities.splits)})")
+            raise FileNotFoundError(
+                f"{root}: no split file {split}.txt (found: {sorted(entities.splits)})"
+            )
         if negatives not in ("hard", "random"):
             raise ValueError(f"negatives must be 'hard' or 'random', got {negatives!r}")
         self.image_ids = entities.splits[split][:max_images]
@@ -97,10 +99,16 @@ class VGPDataset(Dataset):
         captions = {i: entities.captions(i) for i in self.image_ids}
         for i, caps in captions.items():
             if len(caps) != 5:
-                raise ValueError(f"{root}/Sentences/{i}.txt: expected 5 captions, found {len(caps)}")
+                raise ValueError(
+                    f"{root}/Sentences/{i}.txt: expected 5 captions, found {len(caps)}"
+                )
         vgp_csv = root / "vgp" / f"{split}.csv"
         kept_images = set(self.image_ids)
-        records = [r for r in read_vgp_csv(vgp_csv) if r.image_id in kept_images] if vgp_csv.is_file() else None
+        records = (
+            [r for r in read_vgp_csv(vgp_csv) if r.image_id in kept_images]
+            if vgp_csv.is_file()
+            else None
+        )
         matched = match_pairs(records, captions) if records is not None else None
         if matched is None:
             log.warning("%s: no VGP pairs; VGP classification gets no examples", vgp_csv)
@@ -108,7 +116,12 @@ class VGPDataset(Dataset):
         tokenized = tokenize_captions(tokenizer, flat, max_caption_tokens)
         dropped = sum(t.dropped_phrases for t in tokenized)
         if dropped:
-            log.warning("%s: %d phrases dropped whole by truncation to %d word pieces", split, dropped, max_caption_tokens)
+            log.warning(
+                "%s: %d phrases dropped whole by truncation to %d word pieces",
+                split,
+                dropped,
+                max_caption_tokens,
+            )
 
         self.rows, self.boxes, self.captions, self.pairs = [], [], [], []
         for n, image_id in enumerate(self.image_ids):
@@ -120,7 +133,9 @@ class VGPDataset(Dataset):
             caps = []
             for caption, tok in zip(captions[image_id], tokenized[5 * n : 5 * n + 5], strict=True):
                 kept, index = [], {}
-                for p, (phrase, span) in enumerate(zip(caption.phrases, tok.phrase_spans, strict=True)):
+                for p, (phrase, span) in enumerate(
+                    zip(caption.phrases, tok.phrase_spans, strict=True)
+                ):
                     if span is not None and phrase.is_visual:
                         index[p] = len(kept)
                         kept.append((span, grounded.get(phrase.chain_id, [])))
@@ -131,16 +146,26 @@ class VGPDataset(Dataset):
                 phrase_pairs = matched.pairs_for(image_id, i, j) if matched else []
                 phrases_i, phrases_j = captions[image_id][i].phrases, captions[image_id][j].phrases
                 pairs[i, j] = [
-                    (caps[i].phrase_index[phrases_i.index(pp.phrase1)], caps[j].phrase_index[phrases_j.index(pp.phrase2)], int(pp.label))
+                    (
+                        caps[i].phrase_index[phrases_i.index(pp.phrase1)],
+                        caps[j].phrase_index[phrases_j.index(pp.phrase2)],
+                        int(pp.label),
+                    )
                     for pp in phrase_pairs
-                    if phrases_i.index(pp.phrase1) in caps[i].phrase_index and phrases_j.index(pp.phrase2) in caps[j].phrase_index
+                    if phrases_i.index(pp.phrase1) in caps[i].phrase_index
+                    and phrases_j.index(pp.phrase2) in caps[j].phrase_index
                 ]
             self.pairs.append(pairs)
         self.nearest = self._nearest_images() if negatives == "hard" else None
 
     def _nearest_images(self) -> np.ndarray:
         """Index of the visually nearest other image (cosine of whole-image features)."""
-        whole = np.stack([self.store.features(i, rows[:1])[0] for i, rows in zip(self.image_ids, self.rows, strict=True)])
+        whole = np.stack(
+            [
+                self.store.features(i, rows[:1])[0]
+                for i, rows in zip(self.image_ids, self.rows, strict=True)
+            ]
+        )
         whole = whole / np.linalg.norm(whole, axis=1, keepdims=True).clip(1e-8)
         sim = whole @ whole.T  # (I, I)
         np.fill_diagonal(sim, -np.inf)
@@ -166,11 +191,17 @@ class VGPDataset(Dataset):
             if swap:  # phrase1 now lies in c2: swap the pair and its class
                 pairs = [(b, a, int(swap_label(c))) for a, b, c in pairs]
         else:
-            other = int(self.nearest[image]) if self.nearest is not None else int(rng.integers(len(self.image_ids) - 1))
+            other = (
+                int(self.nearest[image])
+                if self.nearest is not None
+                else int(rng.integers(len(self.image_ids) - 1))
+            )
             if self.nearest is None and other >= image:
                 other += 1
             negative = self.captions[other][int(rng.integers(5))]
-            negative = _Caption(negative.token_ids, [(span, []) for span, _ in negative.phrases], {})
+            negative = _Caption(
+                negative.token_ids, [(span, []) for span, _ in negative.phrases], {}
+            )
             c1, c2 = (c1, negative) if label == 1 else (negative, c2)
         token_ids = [self.cls_id, *c1.token_ids, self.sep_id, *c2.token_ids, self.sep_id]
         segments = [0] * (len(c1.token_ids) + 2) + [1] * (len(c2.token_ids) + 1)

@@ -28,6 +28,7 @@ from groundattn.supervision import (
     rollout,
     supervised_rows,
 )
+from groundattn.tasks.common import global_mean
 from groundattn.tasks.vgp.dataset import VGPBatch
 
 METHODS = ("none", "indirect", "direct", "semi-direct")
@@ -52,7 +53,9 @@ class VGPTask(nn.Module):
     head-averaged rollout only its layers count.
     """
 
-    def __init__(self, encoder: VLEncoder, supervision: SupervisionSpec, head_mask: Tensor | None = None):
+    def __init__(
+        self, encoder: VLEncoder, supervision: SupervisionSpec, head_mask: Tensor | None = None
+    ):
         super().__init__()
         if supervision.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {supervision.method!r}")
@@ -66,25 +69,15 @@ class VGPTask(nn.Module):
         L, H = config.num_hidden_layers, config.num_attention_heads
         mask = torch.ones(L, H, dtype=torch.bool) if head_mask is None else head_mask.bool()
         if mask.shape != (L, H) or not mask.any():
-            raise ValueError(f"head_mask must be a non-empty ({L}, {H}) mask, got shape {tuple(mask.shape)}")
+            raise ValueError(
+                f"head_mask must be a non-empty ({L}, {H}) mask, got shape {tuple(mask.shape)}"
+            )
         self.register_buffer("head_mask", mask, persistent=False)
         self.sum_over_processes: Callable[[Tensor], Tensor] | None = None
 
-    def _global_mean(self, local_mean: Tensor, local_count: Tensor) -> Tensor:
-        """Turns a mean over this process's share into its share of the global-batch mean.
-
-        Each process's loss is ``sum_local / count_global · world``: data-parallel
-        training averages the gradients of the processes, so the update equals
-        the one of a single process on the whole batch, whatever the number of
-        grounded tokens or phrase pairs each share happens to hold.
-        """
-        if self.sum_over_processes is None:
-            return local_mean
-        count = local_count.to(local_mean.dtype)
-        world = self.sum_over_processes(torch.ones((), device=count.device))
-        return local_mean * count / self.sum_over_processes(count.detach()).clamp_min(1) * world
-
-    def forward(self, batch: VGPBatch, *, with_metrics: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(
+        self, batch: VGPBatch, *, with_metrics: bool = False
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """Returns the total loss and, detached, each part (and validation counts on request)."""
         method = self.supervision.method
         # The cheap path serves the paper's direct loss; the reference formulas and the
@@ -101,14 +94,21 @@ class VGPTask(nn.Module):
         loss_vgp = F.cross_entropy(vgp_logits, vgp_labels) if len(vgp_labels) else hidden.sum() * 0
         loss_att = self._attention_loss(out, batch, rows, row_mask)
         if not with_metrics:  # validation sums over samples itself
-            g = batch.grounding
-            loss_id = self._global_mean(loss_id, torch.tensor(len(batch), device=hidden.device))
-            loss_vgp = self._global_mean(loss_vgp, torch.tensor(len(vgp_labels), device=hidden.device))
+            g, sum_ = batch.grounding, self.sum_over_processes
+            loss_id = global_mean(loss_id, torch.tensor(len(batch), device=hidden.device), sum_)
+            loss_vgp = global_mean(
+                loss_vgp, torch.tensor(len(vgp_labels), device=hidden.device), sum_
+            )
             if self.supervision.method == "indirect":
                 counted = (batch.phrase_mask.any(-1) & batch.phrase_regions.any(-1)).sum()
-                loss_att = SupervisionLoss(self._global_mean(loss_att.txt2img, counted), loss_att.img2txt)
+                loss_att = SupervisionLoss(
+                    global_mean(loss_att.txt2img, counted, sum_), loss_att.img2txt
+                )
             else:
-                loss_att = SupervisionLoss(self._global_mean(loss_att.txt2img, g.any(-1).sum()), self._global_mean(loss_att.img2txt, g.any(-2).sum()))
+                loss_att = SupervisionLoss(
+                    global_mean(loss_att.txt2img, g.any(-1).sum(), sum_),
+                    global_mean(loss_att.img2txt, g.any(-2).sum(), sum_),
+                )
         total = loss_id + loss_vgp + self.supervision.weight * loss_att.total
         parts = {
             "loss": total.detach(),
@@ -124,7 +124,9 @@ class VGPTask(nn.Module):
 
     def _pair_logits(self, phrases: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
         valid = pairs[..., 2] >= 0  # (B, K)
-        b = torch.arange(pairs.shape[0], device=pairs.device)[:, None].expand_as(valid)[valid]  # (M,)
+        b = torch.arange(pairs.shape[0], device=pairs.device)[:, None].expand_as(valid)[
+            valid
+        ]  # (M,)
         e1 = phrases[b, pairs[..., 0][valid]]  # (M, D)
         e2 = phrases[b, pairs[..., 1][valid]]  # (M, D)
         ec = torch.cat([e1, e2, e1 * e2, (e1 - e2).abs()], -1)  # (M, 4D), Eq. 3
@@ -136,7 +138,9 @@ class VGPTask(nn.Module):
             return attn
         return attn[:, self.head_mask][:, None]
 
-    def _attention_loss(self, out: EncoderOutput, batch: VGPBatch, rows, row_mask) -> SupervisionLoss:
+    def _attention_loss(
+        self, out: EncoderOutput, batch: VGPBatch, rows, row_mask
+    ) -> SupervisionLoss:
         spec, g = self.supervision, batch.grounding
         text, regions = out.text_mask, out.region_mask
         zero = out.last_hidden_state.sum() * 0
@@ -145,28 +149,44 @@ class VGPTask(nn.Module):
         if spec.method == "indirect":
             grounded = batch.phrase_regions.any(-1, keepdim=True)  # (B, P, 1)
             candidates = regions & (regions.cumsum(-1) > 1)  # every region but r0
-            loss = indirect_loss(out.last_hidden_state, batch.phrase_mask & grounded, batch.phrase_regions, candidates, self.indirect)
+            loss = indirect_loss(
+                out.last_hidden_state,
+                batch.phrase_mask & grounded,
+                batch.phrase_regions,
+                candidates,
+                self.indirect,
+            )
             return SupervisionLoss(loss, zero)
         if spec.method == "direct":
             if rows is not None:
                 logits = self._select(out.attention.row_logits.float())
                 return direct_loss_from_logits(logits, rows, row_mask, g, text, regions)
             probs = self._select(out.attention.probs.float())
-            return direct_loss(probs, g, text, regions, variant=spec.variant, normalization=spec.normalization)
+            return direct_loss(
+                probs, g, text, regions, variant=spec.variant, normalization=spec.normalization
+            )
         rolled = rollout(out.attention.probs.float(), out.valid_mask, per_head=spec.per_head)
         if spec.per_head:
             rolled = self._select(rolled)
         else:
             rolled = rolled[:, self.head_mask.any(1)][:, :, None]  # (B, L', 1, N, N)
-        return direct_loss(rolled, g, text, regions, variant=spec.variant, normalization=spec.normalization)
+        return direct_loss(
+            rolled, g, text, regions, variant=spec.variant, normalization=spec.normalization
+        )
 
     def _counts(self, out, batch, id_logits, vgp_logits, vgp_labels) -> dict[str, Tensor]:
         probs = out.attention.probs.float()  # (B, L, H, N, N)
         hits, count = grounding_hits(probs, batch.grounding, out.region_mask)
-        rolled_hits, _ = grounding_hits(rollout(probs, out.valid_mask), batch.grounding, out.region_mask)
-        confusion = torch.zeros(NUM_VGP_CLASSES, NUM_VGP_CLASSES, dtype=torch.long, device=id_logits.device)
+        rolled_hits, _ = grounding_hits(
+            rollout(probs, out.valid_mask), batch.grounding, out.region_mask
+        )
+        confusion = torch.zeros(
+            NUM_VGP_CLASSES, NUM_VGP_CLASSES, dtype=torch.long, device=id_logits.device
+        )
         if len(vgp_labels):
-            confusion.index_put_((vgp_labels, vgp_logits.argmax(-1)), torch.ones_like(vgp_labels), accumulate=True)
+            confusion.index_put_(
+                (vgp_labels, vgp_logits.argmax(-1)), torch.ones_like(vgp_labels), accumulate=True
+            )
         return {
             "id_correct": (id_logits.argmax(-1) == batch.id_labels).sum(),
             "id_total": torch.tensor(len(batch.id_labels), device=id_logits.device),

@@ -1,4 +1,3 @@
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -6,7 +5,6 @@ from groundattn.model import pack
 from groundattn.tasks.pretrain import (
     PretrainBatch,
     PretrainTask,
-    global_mean,
     masked_cross_entropy,
     summarize,
 )
@@ -92,22 +90,6 @@ def test_gradients_reach_the_encoder(tiny_encoder):
     ):
         assert tiny_encoder.get_parameter(name).grad.abs().sum() > 0, name
     assert task.mrc.classifier.weight.grad.abs().sum() > 0
-
-
-def _sum_with(*others):
-    """A stand-in for the all-reduce: adds the other process's values, call by call."""
-    values = iter(others)
-    return lambda t: t + next(values)
-
-
-def test_global_mean_weights_each_share_by_its_count():
-    # Process A: mean 2.0 over 3 tokens; process B: mean 6.0 over 1 token; global mean 12 / 4 = 3.
-    a = global_mean(
-        torch.tensor(2.0), torch.tensor(3), _sum_with(1.0, 1.0)
-    )  # world, then B's count
-    b = global_mean(torch.tensor(6.0), torch.tensor(1), _sum_with(1.0, 3.0))
-    assert (a + b).item() / 2 == pytest.approx(3.0)  # what averaging the gradients of A and B gives
-    assert global_mean(torch.tensor(2.0), torch.tensor(3), None).item() == 2.0
 
 
 def test_cross_entropy_helper_matches_torch():

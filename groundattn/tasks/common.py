@@ -1,0 +1,26 @@
+"""What every task module shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def global_mean(
+    local_mean: Tensor, local_count: Tensor, sum_over_processes: Callable[[Tensor], Tensor] | None
+) -> Tensor:
+    """Turns a mean over this process's share into its share of the global-batch mean.
+
+    Each process's loss becomes ``sum_local / count_global · world``: data-parallel
+    training averages the processes' gradients, so the update equals a single
+    process's on the whole batch whatever the count (masked tokens, candidate
+    regions) in each share. Without ``sum_over_processes`` (one process) the mean
+    is returned as it is.
+    """
+    if sum_over_processes is None:
+        return local_mean
+    count = local_count.to(local_mean.dtype)
+    world = sum_over_processes(torch.ones((), device=count.device))
+    return local_mean * count / sum_over_processes(count.detach()).clamp_min(1) * world
