@@ -20,7 +20,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(variants: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 2) -> dict[str, float]:
+def interleaved(
+    variants: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 2
+) -> dict[str, float]:
     """Median seconds per call of each variant, timed round-robin so noise hits all alike."""
     for fn in variants.values():
         for _ in range(warmup):
@@ -56,7 +58,9 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device, calls: int = 
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
 
 
-def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+def matmul_flops(
+    device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 10
+) -> float:
     """Measured dense matmul throughput (FLOP/s) of this machine."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)

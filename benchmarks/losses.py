@@ -9,13 +9,28 @@ counts; target: every vectorised loss ≥ 3× faster than its loop.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
-from common import interleaved, table
-from batches import random_attention, random_grounding, seamless_layout  # tests/supervision
-from loop_reference import loop_direct_loss, loop_indirect_loss, loop_reference_direct_loss, loop_semi_direct_loss
 
-from groundattn.supervision import IndirectGroundingClassifier, direct_loss, indirect_loss, semi_direct_loss
+# The loop peers and the batch builders live with the supervision tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "supervision"))
+from batches import random_attention, random_grounding, seamless_layout  # noqa: E402
+from common import interleaved, table  # noqa: E402
+from loop_reference import (  # noqa: E402
+    loop_direct_loss,
+    loop_indirect_loss,
+    loop_reference_direct_loss,
+    loop_semi_direct_loss,
+)
+
+from groundattn.supervision import (  # noqa: E402
+    IndirectGroundingClassifier,
+    direct_loss,
+    indirect_loss,
+    semi_direct_loss,
+)
 
 
 def main() -> None:
@@ -73,15 +88,28 @@ def main() -> None:
             backward(lambda: loop_semi_direct_loss(a, multi_box, tm, rm, vm), a),
         ),
         "indirect": (
-            backward(lambda: indirect_loss(h, phrase_mask, phrase_regions, candidate, classifier), h),
-            backward(lambda: loop_indirect_loss(h, phrase_mask, phrase_regions, candidate, classifier), h),
+            backward(
+                lambda: indirect_loss(h, phrase_mask, phrase_regions, candidate, classifier), h
+            ),
+            backward(
+                lambda: loop_indirect_loss(h, phrase_mask, phrase_regions, candidate, classifier), h
+            ),
         ),
     }
-    print(f"B={B} L={L} H={H} N={N} (text {min(text)}-{max(text)}, regions {min(regions)}-{max(regions)}), device {device}")
+    print(
+        f"B={B} L={L} H={H} N={N} (text {min(text)}-{max(text)}, regions {min(regions)}-{max(regions)}), device {device}"
+    )
     rows = []
     for name, (fast, loop) in cases.items():
         t = interleaved({"fast": fast, "loop": loop}, args.repeats, device, warmup=1)
-        rows.append([name, f"{t['fast'] * 1e3:.1f}", f"{t['loop'] * 1e3:.1f}", f"{t['loop'] / t['fast']:.1f}x"])
+        rows.append(
+            [
+                name,
+                f"{t['fast'] * 1e3:.1f}",
+                f"{t['loop'] * 1e3:.1f}",
+                f"{t['loop'] / t['fast']:.1f}x",
+            ]
+        )
     print(table(rows, ["loss (fwd+bwd)", "vectorised ms", "loop ms", "speed-up (target >= 3x)"]))
 
 

@@ -54,8 +54,16 @@ def main() -> None:
 
     def loader():
         g = torch.Generator().manual_seed(0)
-        return DataLoader(dataset, batch_size=args.batch, shuffle=True, generator=g, collate_fn=collate_vgp,
-                          num_workers=args.workers, prefetch_factor=4, persistent_workers=False)
+        return DataLoader(
+            dataset,
+            batch_size=args.batch,
+            shuffle=True,
+            generator=g,
+            collate_fn=collate_vgp,
+            num_workers=args.workers,
+            prefetch_factor=4,
+            persistent_workers=False,
+        )
 
     def train_step(batch) -> None:
         loss, _ = task(batch.to(device))
@@ -68,15 +76,34 @@ def main() -> None:
     bare_rate = rate((train_step(fixed) for _ in itertools.count()), args.steps)  # steps/s
     real_rate = rate((train_step(b) for b in loader()), args.steps)  # steps/s, loading included
 
-    print(f"VGP, MiniLM-L6, direct supervision, batch {args.batch}, {args.workers} workers, device {device}")
-    print(table(
-        [
-            ["loader alone", f"{loader_rate:.1f}", f"{loader_rate * args.batch:.0f}", f"{loader_rate / bare_rate:.1f}x the step (target >= 5x)"],
-            ["bare step (batch in memory)", f"{bare_rate:.2f}", f"{bare_rate * args.batch:.1f}", "1.00"],
-            ["real step (loading included)", f"{real_rate:.2f}", f"{real_rate * args.batch:.1f}", f"{real_rate / bare_rate:.2f} of bare (target >= 0.9)"],
-        ],
-        ["", "batches/s", "samples/s", "ratio"],
-    ))
+    print(
+        f"VGP, MiniLM-L6, direct supervision, batch {args.batch}, {args.workers} workers, device {device}"
+    )
+    print(
+        table(
+            [
+                [
+                    "loader alone",
+                    f"{loader_rate:.1f}",
+                    f"{loader_rate * args.batch:.0f}",
+                    f"{loader_rate / bare_rate:.1f}x the step (target >= 5x)",
+                ],
+                [
+                    "bare step (batch in memory)",
+                    f"{bare_rate:.2f}",
+                    f"{bare_rate * args.batch:.1f}",
+                    "1.00",
+                ],
+                [
+                    "real step (loading included)",
+                    f"{real_rate:.2f}",
+                    f"{real_rate * args.batch:.1f}",
+                    f"{real_rate / bare_rate:.2f} of bare (target >= 0.9)",
+                ],
+            ],
+            ["", "batches/s", "samples/s", "ratio"],
+        )
+    )
 
 
 if __name__ == "__main__":
