@@ -21,7 +21,9 @@ def build_encoder(model: ModelSection, feature_dim: int) -> VLEncoder:
     """The encoder a config asks for, sized for ``feature_dim`` region features."""
     overrides = {"visual_feature_dim": feature_dim}
     if model.dropout is not None:
-        overrides.update(hidden_dropout_prob=model.dropout, attention_probs_dropout_prob=model.dropout)
+        overrides.update(
+            hidden_dropout_prob=model.dropout, attention_probs_dropout_prob=model.dropout
+        )
     if model.preset is not None:
         encoder = VLEncoder(preset(model.preset, **overrides))
     else:
@@ -54,7 +56,9 @@ def load_encoder_weights(path: str | Path, encoder: VLEncoder) -> None:
     own = {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
     missing, unexpected = encoder.load_state_dict(own, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{file}: encoder keys missing {missing[:5]}…, unexpected {unexpected[:5]}…")
+        raise CheckpointError(
+            f"{file}: encoder keys missing {missing[:5]}…, unexpected {unexpected[:5]}…"
+        )
     heads = sorted({k.split(".")[0] for k in state if not k.startswith(ENCODER_PREFIX)})
     log.info("%s: encoder loaded; task heads not used here: %s", file, ", ".join(heads) or "none")
 
@@ -65,7 +69,9 @@ def load_trained_encoder(directory: str | Path, feature_dim: int) -> VLEncoder:
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{directory}: no config.json (expected a run's model/ directory)")
-    model = ModelSection.model_validate({**json.loads(config_file.read_text())["model"], "init": None, "vlbert_checkpoint": None})
+    model = ModelSection.model_validate(
+        {**json.loads(config_file.read_text())["model"], "init": None, "vlbert_checkpoint": None}
+    )
     encoder = build_encoder(model, feature_dim)
     load_encoder_weights(directory, encoder)
     return encoder

@@ -26,7 +26,7 @@ from groundattn.tasks.pretrain import (
     collate_pretrain,
     summarize,
 )
-from groundattn.train.run import Recipe, evaluate, run
+from groundattn.train.run import Recipe, evaluate, run, split_paths
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,7 @@ class PretrainRecipe(Recipe):
         self.region_classes: RegionClasses | None = None
 
     def required_paths(self) -> list[tuple[str, Path]]:
-        data = self.config.data
-        return [
-            (field, path)
-            for split, field in (
-                (data.train_split, "data.train_split"),
-                (data.val_split, "data.val_split"),
-            )
-            for path in (data.root / f"{split}.txt", data.root / "features" / f"{split}.h5")
-        ]
+        return split_paths(self.config.data)
 
     def _load_classes(self) -> RegionClasses | None:
         data, masking = self.config.data, self.config.masking

@@ -126,6 +126,18 @@ class Recipe:
         return {}
 
 
+def split_paths(data) -> list[tuple[str, Path]]:
+    """The split file and feature store of the training and validation splits of a Flickr30k-style root."""
+    return [
+        (field, path)
+        for split, field in (
+            (data.train_split, "data.train_split"),
+            (data.val_split, "data.val_split"),
+        )
+        for path in (data.root / f"{split}.txt", data.root / "features" / f"{split}.h5")
+    ]
+
+
 def check_paths(recipe: Recipe, out_dir: Path, resume: bool) -> None:
     """Stops a run that cannot work before any work is done."""
     config = recipe.config

@@ -19,7 +19,9 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
     def __init__(self, size: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1):
         if batch_size % world:
-            raise ValueError(f"global batch size {batch_size} is not divisible by {world} processes")
+            raise ValueError(
+                f"global batch size {batch_size} is not divisible by {world} processes"
+            )
         if size < batch_size:
             raise ValueError(f"{size} samples cannot fill one batch of {batch_size}")
         self.size, self.batch_size, self.seed = size, batch_size, seed

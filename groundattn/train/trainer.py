@@ -47,7 +47,9 @@ class TrainData:
 def make_accelerator(run: RunSection, grad_accum: int, cpu: bool | None = None) -> Accelerator:
     """The accelerator of a run: bf16 autocast on a GPU under ``auto``, fp32 on a CPU."""
     has_gpu = torch.cuda.is_available() if cpu is None else not cpu
-    precision = {"auto": "bf16" if has_gpu else "no", "no": "no", "bf16": "bf16"}[run.mixed_precision]
+    precision = {"auto": "bf16" if has_gpu else "no", "no": "no", "bf16": "bf16"}[
+        run.mixed_precision
+    ]
     # split_batches: the configured batch size is the global one, shared by the processes
     # (so the scheduler steps once per optimizer step, whatever the number of processes).
     return Accelerator(
@@ -63,27 +65,62 @@ def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "embedding" in name.split(".")[-1] else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        (
+            no_decay
+            if p.ndim < 2 or "LayerNorm" in name or "embedding" in name.split(".")[-1]
+            else decay
+        ).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 class Trainer:
     """Trains ``module`` on ``data``; writes everything under ``out_dir``."""
 
-    def __init__(self, module: nn.Module, data: TrainData, optim: OptimSection, run: RunSection, out_dir: Path, *, config: dict, accelerator: Accelerator | None = None):
-        self.data, self.optim_cfg, self.run, self.out_dir, self.config = data, optim, run, Path(out_dir), config
+    def __init__(
+        self,
+        module: nn.Module,
+        data: TrainData,
+        optim: OptimSection,
+        run: RunSection,
+        out_dir: Path,
+        *,
+        config: dict,
+        accelerator: Accelerator | None = None,
+    ):
+        self.data, self.optim_cfg, self.run, self.out_dir, self.config = (
+            data,
+            optim,
+            run,
+            Path(out_dir),
+            config,
+        )
         self.accelerator = accelerator or make_accelerator(run, optim.grad_accum)
         acc = self.accelerator
         set_seed(run.seed)
-        self.sampler = GlobalBatchSampler(len(data.train), optim.batch_size, seed=run.seed, rank=acc.process_index, world=acc.num_processes)
+        self.sampler = GlobalBatchSampler(
+            len(data.train),
+            optim.batch_size,
+            seed=run.seed,
+            rank=acc.process_index,
+            world=acc.num_processes,
+        )
         self.batches_per_epoch = len(data.train) // optim.batch_size
         steps = optim.epochs * self.batches_per_epoch // optim.grad_accum
         self.total_steps = min(steps, optim.max_steps) if optim.max_steps else steps
         if self.total_steps < 1:
-            raise ValueError(f"no optimizer step: {len(data.train)} samples, batch {optim.batch_size}, accumulation {optim.grad_accum}")
+            raise ValueError(
+                f"no optimizer step: {len(data.train)} samples, batch {optim.batch_size}, accumulation {optim.grad_accum}"
+            )
         # The fused kernel: one pass over all parameters instead of one op per tensor.
-        optimizer = torch.optim.AdamW(_param_groups(module, optim.weight_decay), lr=optim.lr, fused=True)
-        scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(optim.warmup_ratio * self.total_steps), self.total_steps)
+        optimizer = torch.optim.AdamW(
+            _param_groups(module, optim.weight_decay), lr=optim.lr, fused=True
+        )
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, math.ceil(optim.warmup_ratio * self.total_steps), self.total_steps
+        )
         if acc.num_processes > 1 and hasattr(module, "sum_over_processes"):
             module.sum_over_processes = lambda t: acc.reduce(t, reduction="sum")
         self.module, self.optimizer, self.scheduler = acc.prepare(module, optimizer, scheduler)
@@ -130,7 +167,10 @@ class Trainer:
         size = len(dataset)
         order = list(range(size))
         batch = self.optim_cfg.batch_size
-        shards = [order[i : i + batch][acc.process_index :: acc.num_processes] for i in range(0, size, batch)]
+        shards = [
+            order[i : i + batch][acc.process_index :: acc.num_processes]
+            for i in range(0, size, batch)
+        ]
         # The bare module: processes may see different numbers of batches, so no
         # collective may run inside the loop (DDP's forward broadcasts buffers).
         module = acc.unwrap_model(self.module).eval()
@@ -139,24 +179,44 @@ class Trainer:
             with acc.autocast():
                 _, parts = module(b.to(acc.device), with_metrics=True)
             for key, value in parts.items():
-                value = value.double() * len(b) if key.startswith("loss") else value  # loss means → sums
+                value = (
+                    value.double() * len(b) if key.startswith("loss") else value
+                )  # loss means → sums
                 totals[key] = totals.get(key, 0) + value
         totals["samples"] = torch.tensor(sum(len(s) for s in shards if s), device=acc.device)
         totals = {k: acc.reduce(v.to(acc.device), reduction="sum") for k, v in totals.items()}
         module.train()
         metrics = self.data.summarize(totals)
-        metrics.update({f"val_{k}": float(v / totals["samples"]) for k, v in totals.items() if k.startswith("loss")})
+        metrics.update(
+            {
+                f"val_{k}": float(v / totals["samples"])
+                for k, v in totals.items()
+                if k.startswith("loss")
+            }
+        )
         return metrics
 
     # ---- checkpoints ----------------------------------------------------------------------
     def _state(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "history": self.history, "config": self.config}
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "history": self.history,
+            "config": self.config,
+        }
 
     def save(self) -> None:
         acc = self.accelerator
         save_checkpoint(
-            self.out_dir, self.step, model=acc.unwrap_model(self.module), optimizer=self.optimizer, scheduler=self.scheduler,
-            state=self._state(), rank=acc.process_index, keep_last=self.run.keep_last,
+            self.out_dir,
+            self.step,
+            model=acc.unwrap_model(self.module),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state=self._state(),
+            rank=acc.process_index,
+            keep_last=self.run.keep_last,
             barrier=acc.wait_for_everyone if acc.num_processes > 1 else None,
         )
         acc.wait_for_everyone()
@@ -166,10 +226,26 @@ class Trainer:
         path = latest_checkpoint(self.out_dir)
         if path is None:
             return False
-        state = load_checkpoint(path, model=self.accelerator.unwrap_model(self.module), optimizer=self.optimizer, scheduler=self.scheduler, rank=self.accelerator.process_index)
-        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        state = load_checkpoint(
+            path,
+            model=self.accelerator.unwrap_model(self.module),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            rank=self.accelerator.process_index,
+        )
+        self.step, self.epoch, self.batch_in_epoch = (
+            state["step"],
+            state["epoch"],
+            state["batch_in_epoch"],
+        )
         self.history = state["history"]
-        log.info("resumed from %s (step %d, epoch %d, batch %d)", path, self.step, self.epoch, self.batch_in_epoch)
+        log.info(
+            "resumed from %s (step %d, epoch %d, batch %d)",
+            path,
+            self.step,
+            self.epoch,
+            self.batch_in_epoch,
+        )
         return True
 
     # ---- training -------------------------------------------------------------------------
@@ -177,7 +253,13 @@ class Trainer:
         acc, cfg = self.accelerator, self.optim_cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.module.train()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", disable=not acc.is_main_process, dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc="train",
+            disable=not acc.is_main_process,
+            dynamic_ncols=True,
+        )
         window: dict[str, float] = {}
         window_batches, window_samples, window_start = 0, 0, time.perf_counter()
         while self.step < self.total_steps:
@@ -205,11 +287,31 @@ class Trainer:
                 if self.step % self.run.log_every == 0 or self.step == self.total_steps:
                     rate = window_samples / (time.perf_counter() - window_start)
                     means = {k: v / window_batches for k, v in window.items()}
-                    means = {k: float(v) for k, v in zip(means, acc.reduce(torch.tensor(list(means.values()), device=acc.device), "mean").tolist(), strict=True)}
+                    means = {
+                        k: float(v)
+                        for k, v in zip(
+                            means,
+                            acc.reduce(
+                                torch.tensor(list(means.values()), device=acc.device), "mean"
+                            ).tolist(),
+                            strict=True,
+                        )
+                    }
                     bar.set_postfix(loss=f"{means['loss']:.3f}", samples_s=f"{rate:.0f}")
-                    self._log({**means, "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate})
-                    window, window_batches, window_samples, window_start = {}, 0, 0, time.perf_counter()
-                if self.data.val is not None and self.run.eval_every and self.step % self.run.eval_every == 0:
+                    self._log(
+                        {**means, "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate}
+                    )
+                    window, window_batches, window_samples, window_start = (
+                        {},
+                        0,
+                        0,
+                        time.perf_counter(),
+                    )
+                if (
+                    self.data.val is not None
+                    and self.run.eval_every
+                    and self.step % self.run.eval_every == 0
+                ):
                     self._validate()
                 if self.step % self.run.save_every == 0 or self.step == self.total_steps:
                     self.save()

@@ -16,7 +16,7 @@ from groundattn.tasks.vgp import (
     most_grounded_heads,
     summarize,
 )
-from groundattn.train.run import Recipe, evaluate, run
+from groundattn.train.run import Recipe, evaluate, run, split_paths
 from groundattn.train.run import check_paths as check_run_paths
 
 
@@ -29,15 +29,7 @@ class VGPRecipe(Recipe):
     summarize = staticmethod(summarize)
 
     def required_paths(self) -> list[tuple[str, Path]]:
-        data = self.config.data
-        return [
-            (field, path)
-            for split, field in (
-                (data.train_split, "data.train_split"),
-                (data.val_split, "data.val_split"),
-            )
-            for path in (data.root / f"{split}.txt", data.root / "features" / f"{split}.h5")
-        ]
+        return split_paths(self.config.data)
 
     def eval_dataset(self, tokenizer, split: str, max_images: int | None = None) -> VGPDataset:
         data = self.config.data
