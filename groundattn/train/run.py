@@ -17,6 +17,7 @@ import importlib
 import json
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,7 +53,7 @@ RECIPES = {
 ENCODER_FEATURES = "encoder.embeddings.visual.feature_projection.weight"
 
 
-class Recipe:
+class Recipe(ABC):
     """What one task adds to the shared run; subclasses override the hooks they need.
 
     The config has the sections ``model``, ``data`` (with ``root`` and
@@ -73,31 +74,31 @@ class Recipe:
         return []
 
     # ---- data and model -------------------------------------------------------------------
+    @abstractmethod
     def datasets(self, tokenizer) -> dict[str, Dataset]:
         """The training data: ``"train"`` and ``"val"``, and any others :meth:`after_fit` uses."""
-        raise NotImplementedError
 
+    @abstractmethod
     def eval_dataset(self, tokenizer, split: str) -> Dataset:
         """The data of one split, for :func:`evaluate`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def feature_dim(self) -> int:
         """F, the size of the region features of the training data."""
-        raise NotImplementedError
 
+    @abstractmethod
     def build_task(self, encoder: VLEncoder) -> nn.Module:
         """The task module (encoder and heads) whose ``forward(batch, with_metrics)`` trains."""
-        raise NotImplementedError
 
     # ---- hooks ------------------------------------------------------------------------------
     def summary_head(self) -> dict:
         """The first entries of ``summary.json``."""
         return {"task": self.name}
 
-    def start(self, out_dir: Path, resume: bool) -> None:
+    def start(self, out_dir: Path, resume: bool) -> None:  # noqa: B027 (optional hook)
         """Main process, once the datasets are built: write what the run needs to keep."""
 
-    def before_fit(self, trainer: Trainer) -> None:
+    def before_fit(self, trainer: Trainer) -> None:  # noqa: B027 (optional hook)
         """After the validation before training (or the resume), before the first step."""
 
     def after_fit(
@@ -106,10 +107,10 @@ class Recipe:
         """Every process, after the last validation (``after``): further evaluations, for the summary."""
         return {}
 
-    def export(self, model_dir: Path) -> None:
+    def export(self, model_dir: Path) -> None:  # noqa: B027 (optional hook)
         """Main process: files besides the weights that :meth:`load_export` reads back."""
 
-    def load_export(self, model_dir: Path) -> None:
+    def load_export(self, model_dir: Path) -> None:  # noqa: B027 (optional hook)
         """Reads back what :meth:`export` wrote, before :meth:`build_task`, for evaluation."""
 
     def after_evaluate(
