@@ -21,7 +21,9 @@ def test_every_config_parses():
     assert files
     for file in files:
         first = file.read_text().splitlines()[0]
-        assert first.startswith("# groundattn "), f"{file} is not headed by the command that runs it"
+        assert first.startswith("# groundattn "), (
+            f"{file} is not headed by the command that runs it"
+        )
         if file.parent.name == "vgp":
             load_config(VGPConfig, file)
         else:
@@ -33,7 +35,18 @@ def test_prepare_scenes_and_train_vgp(tmp_path, capsys):
     assert main(["prepare", "scenes", "--out", str(data), "--size", "small"]) == 0
     assert (data / "card.md").is_file()
     out = tmp_path / "run"
-    args = ["train", "vgp", "--config", str(ROOT / "configs/vgp/tiny.yaml"), "--out", str(out), "--set", f"data.root={data}", "--set", "optim.max_steps=2"]
+    args = [
+        "train",
+        "vgp",
+        "--config",
+        str(ROOT / "configs/vgp/tiny.yaml"),
+        "--out",
+        str(out),
+        "--set",
+        f"data.root={data}",
+        "--set",
+        "optim.max_steps=2",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "grounding accuracy, best head" in printed and "before" in printed
@@ -44,7 +57,16 @@ def test_prepare_scenes_and_train_vgp(tmp_path, capsys):
 
 
 def test_bad_config_is_reported_with_the_field(tmp_path, capsys):
-    args = ["train", "vgp", "--config", str(ROOT / "configs/vgp/tiny.yaml"), "--out", str(tmp_path / "r"), "--set", "supervision.method=bogus"]
+    args = [
+        "train",
+        "vgp",
+        "--config",
+        str(ROOT / "configs/vgp/tiny.yaml"),
+        "--out",
+        str(tmp_path / "r"),
+        "--set",
+        "supervision.method=bogus",
+    ]
     assert main(args) == 2
     assert "supervision.method" in capsys.readouterr().err
 
@@ -55,24 +77,62 @@ def test_prepare_features_from_images(small_scenes, tmp_path):
     for file in sorted((small_scenes / "images").iterdir())[:3]:
         shutil.copy(file, images)
     grid = tmp_path / "grid.h5"
-    assert main(["prepare", "features", "--images", str(images), "--out", str(grid), "--grid", "2", "3"]) == 0
+    assert (
+        main(
+            ["prepare", "features", "--images", str(images), "--out", str(grid), "--grid", "2", "3"]
+        )
+        == 0
+    )
     first = sorted(p.stem for p in images.iterdir())[0]
     with FeatureStore(grid) as store:
         regions = store[first]
         assert len(store) == 3 and regions.boxes.shape == (7, 4)
-        assert regions.provenance[0] == Provenance.WHOLE_IMAGE and (regions.provenance[1:] == Provenance.GRID).all()
+        assert (
+            regions.provenance[0] == Provenance.WHOLE_IMAGE
+            and (regions.provenance[1:] == Provenance.GRID).all()
+        )
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({first: [[1, 2, 30, 40]]}))
     given = tmp_path / "given.h5"
-    assert main(["prepare", "features", "--images", str(images), "--out", str(given), "--boxes", str(boxes)]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "features",
+                "--images",
+                str(images),
+                "--out",
+                str(given),
+                "--boxes",
+                str(boxes),
+            ]
+        )
+        == 0
+    )
     with FeatureStore(given) as store:
-        assert store[first].boxes.shape == (2, 4) and store[first].provenance[1] == Provenance.DETECTED
+        assert (
+            store[first].boxes.shape == (2, 4) and store[first].provenance[1] == Provenance.DETECTED
+        )
 
 
 def test_prepare_features_rejects_bad_boxes(small_scenes, tmp_path, capsys):
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"100001": [[10, 10, 5, 20]]}))
-    assert main(["prepare", "features", "--images", str(small_scenes / "images"), "--out", str(tmp_path / "s.h5"), "--boxes", str(boxes)]) == 2
+    assert (
+        main(
+            [
+                "prepare",
+                "features",
+                "--images",
+                str(small_scenes / "images"),
+                "--out",
+                str(tmp_path / "s.h5"),
+                "--boxes",
+                str(boxes),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "boxes.json" in err and "x2 <= x1" in err
     assert not (tmp_path / "s.h5").exists()

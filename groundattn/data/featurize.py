@@ -34,14 +34,24 @@ def _read_boxes(path: Path) -> dict[str, np.ndarray]:
     for image_id, items in raw.items():
         array = np.asarray(items, dtype=np.float32)
         if array.ndim != 2 or array.shape[1] != 4:
-            raise FormatError(path, f"expected a list of [x1, y1, x2, y2], got shape {array.shape}", field=image_id)
+            raise FormatError(
+                path,
+                f"expected a list of [x1, y1, x2, y2], got shape {array.shape}",
+                field=image_id,
+            )
         if (array[:, 2] <= array[:, 0]).any() or (array[:, 3] <= array[:, 1]).any():
             raise FormatError(path, "a box has x2 <= x1 or y2 <= y1", field=image_id)
         boxes[str(image_id)] = array
     return boxes
 
 
-def featurize_images(images: str | Path, out: str | Path, *, boxes: str | Path | None = None, grid: tuple[int, int] = (4, 4)) -> int:
+def featurize_images(
+    images: str | Path,
+    out: str | Path,
+    *,
+    boxes: str | Path | None = None,
+    grid: tuple[int, int] = (4, 4),
+) -> int:
     """Writes the store ``out`` for every image of ``images``; returns the image count."""
     images, out = Path(images), Path(out)
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -51,7 +61,9 @@ def featurize_images(images: str | Path, out: str | Path, *, boxes: str | Path |
     if given is not None:
         missing = sorted(set(given) - {f.stem for f in files})
         if missing:
-            raise FormatError(Path(boxes), f"boxes for images not in {images}: {', '.join(missing[:5])}")
+            raise FormatError(
+                Path(boxes), f"boxes for images not in {images}: {', '.join(missing[:5])}"
+            )
     with FeatureStoreWriter(out, FEATURE_DIM) as writer:
         for file in tqdm(files, desc="features", unit="image"):
             with Image.open(file) as image:
@@ -69,7 +81,9 @@ def featurize_images(images: str | Path, out: str | Path, *, boxes: str | Path |
                     RegionFeatures(
                         boxes=all_boxes,
                         features=extract_regions(image, all_boxes),
-                        provenance=np.array([Provenance.WHOLE_IMAGE] + [provenance] * len(own), np.uint8),
+                        provenance=np.array(
+                            [Provenance.WHOLE_IMAGE] + [provenance] * len(own), np.uint8
+                        ),
                         width=w,
                         height=h,
                     ),

@@ -41,7 +41,9 @@ class ImageRegions:
         return self.features.shape[0]
 
 
-def select_regions(regions: RegionFeatures, source: RegionSource, max_regions: int | None = None) -> ImageRegions:
+def select_regions(
+    regions: RegionFeatures, source: RegionSource, max_regions: int | None = None
+) -> ImageRegions:
     """r0 then the boxes of ``source``, at most ``max_regions`` in all (store order kept)."""
     if source not in _KEEP:
         raise ValueError(f"region source must be one of {sorted(_KEEP)}, got {source!r}")
@@ -64,7 +66,9 @@ def select_regions(regions: RegionFeatures, source: RegionSource, max_regions: i
 
 
 def ground_chains(
-    chain_boxes: Mapping[str, Sequence[Sequence[float]]], regions: ImageRegions, iou_threshold: float = 0.5
+    chain_boxes: Mapping[str, Sequence[Sequence[float]]],
+    regions: ImageRegions,
+    iou_threshold: float = 0.5,
 ) -> dict[str, list[int]]:
     """Chain id → the region slots (indices into ``regions``, never 0) that its boxes name."""
     grounded: dict[str, list[int]] = {}

@@ -56,7 +56,9 @@ class FeatureStoreWriter:
         """Adds one image; raises ValueError on inconsistent shapes or a repeated id."""
         key = str(image_id)
         if not key or "/" in key or key in (".", ".."):
-            raise ValueError(f"image id {key!r} cannot name an HDF5 group (empty, '/', '.' or '..')")
+            raise ValueError(
+                f"image id {key!r} cannot name an HDF5 group (empty, '/', '.' or '..')"
+            )
         k = regions.boxes.shape[0]
         if regions.boxes.shape != (k, 4):
             raise ValueError(f"image {key}: boxes must be (K, 4), got {regions.boxes.shape}")
@@ -66,7 +68,9 @@ class FeatureStoreWriter:
                 f"got {regions.features.shape}"
             )
         if regions.provenance.shape != (k,):
-            raise ValueError(f"image {key}: provenance must be ({k},), got {regions.provenance.shape}")
+            raise ValueError(
+                f"image {key}: provenance must be ({k},), got {regions.provenance.shape}"
+            )
         if key in self.images:
             raise ValueError(f"image {key} is already in {self.path}")
         group = self.images.create_group(key)
@@ -107,7 +111,9 @@ class FeatureStore:
         # Read what is needed and close again: no handle may be inherited by forked workers.
         with h5py.File(self.path, "r") as f:
             if "feature_dim" not in f.attrs or "images" not in f:
-                raise ValueError(f"{self.path}: not a groundattn feature store (no feature_dim or /images)")
+                raise ValueError(
+                    f"{self.path}: not a groundattn feature store (no feature_dim or /images)"
+                )
             self.feature_dim = int(f.attrs["feature_dim"])
 
     def _handle(self) -> h5py.File:

@@ -31,16 +31,22 @@ class TokenizedCaption:
     """Word pieces of one caption (no special tokens) and its phrases' spans."""
 
     token_ids: list[int]
-    phrase_spans: list[tuple[int, int] | None]  # per phrase: word pieces [start, end), None if dropped
+    phrase_spans: list[
+        tuple[int, int] | None
+    ]  # per phrase: word pieces [start, end), None if dropped
     dropped_phrases: int
 
 
-def _phrase_span(offsets: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+def _phrase_span(
+    offsets: Sequence[tuple[int, int]], start: int, end: int
+) -> tuple[int, int] | None:
     inside = [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
     return (inside[0], inside[-1] + 1) if inside else None
 
 
-def tokenize_captions(tokenizer, captions: Sequence[_Caption], max_tokens: int) -> list[TokenizedCaption]:
+def tokenize_captions(
+    tokenizer, captions: Sequence[_Caption], max_tokens: int
+) -> list[TokenizedCaption]:
     """Tokenises captions in one call of the fast tokenizer and aligns their phrases."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -48,11 +54,15 @@ def tokenize_captions(tokenizer, captions: Sequence[_Caption], max_tokens: int) 
         [c.text for c in captions], add_special_tokens=False, return_offsets_mapping=True
     )
     out = []
-    for caption, ids, offsets in zip(captions, encoded["input_ids"], encoded["offset_mapping"], strict=True):
+    for caption, ids, offsets in zip(
+        captions, encoded["input_ids"], encoded["offset_mapping"], strict=True
+    ):
         spans = [_phrase_span(offsets, *p.char_span) for p in caption.phrases]
         for p, span in zip(caption.phrases, spans, strict=True):
             if span is None:
-                raise ValueError(f"phrase at characters {p.char_span} of {caption.text!r} covers no word piece")
+                raise ValueError(
+                    f"phrase at characters {p.char_span} of {caption.text!r} covers no word piece"
+                )
         cut = len(ids)
         if cut > max_tokens:
             cut = max_tokens

@@ -65,7 +65,9 @@ class VLEmbeddings(nn.Module):
         tokens = self.word_embeddings(batch.input_ids) * text  # (B, N, D)
         if batch.region_valid.shape[1]:
             visual = self.visual(batch.region_features, batch.region_boxes)  # (B, R, D)
-            region_tokens = (self.image_token_embedding + self.visual.region_scale * visual)[batch.region_valid]  # (ΣR, D)
+            region_tokens = (self.image_token_embedding + self.visual.region_scale * visual)[
+                batch.region_valid
+            ]  # (ΣR, D)
             # The k-th region slot of a sample goes to its k-th region position.
             tokens = tokens.masked_scatter(batch.region_mask[..., None], region_tokens)
             # Text carries the whole image r0, never its grounded box (METHOD §2).

@@ -33,7 +33,12 @@ def test_every_grounded_token_points_at_the_box_its_phrase_names(small_scenes, t
                 continue
             phrase_words = " ".join(text[start:end]).replace(" ##", "")
             # The chain whose boxes are exactly these regions names this phrase.
-            named = [c for c, bs in annotation.boxes.items() if sorted(map(tuple, np.round(bs, 3))) == sorted(map(tuple, np.round(boxes[slots], 3)))]
+            named = [
+                c
+                for c, bs in annotation.boxes.items()
+                if sorted(map(tuple, np.round(bs, 3)))
+                == sorted(map(tuple, np.round(boxes[slots], 3)))
+            ]
             assert named, f"image {image}: phrase {phrase_words!r} grounded to boxes of no chain"
             pairs = {(t, s) for t in range(start, end) for s in slots}
             assert pairs <= set(sample["grounding"])
@@ -47,7 +52,10 @@ def test_all_files_read_back(small_scenes):
     captions = {i: entities.captions(i) for i in train}
     matched = match_pairs(read_vgp_csv(small_scenes / "vgp" / "train.csv"), captions)
     assert not matched.unmatched and matched.pairs
-    examples = load_vqa(small_scenes / "vqa" / "v2_OpenEnded_train_questions.json", small_scenes / "vqa" / "v2_train_annotations.json")
+    examples = load_vqa(
+        small_scenes / "vqa" / "v2_OpenEnded_train_questions.json",
+        small_scenes / "vqa" / "v2_train_annotations.json",
+    )
     assert examples and all(len(e.annotation.answers) == 10 for e in examples)
     refs = load_refs(small_scenes / "refcoco+" / "refs(unc).p")
     assert {r.split for r in refs} == {"train", "val", "testA", "testB"}

@@ -10,7 +10,9 @@ def _regions(k: int, f: int = 3, value: float = 1.0) -> RegionFeatures:
     return RegionFeatures(
         boxes=np.tile(np.array([[0, 0, 4, 4]], np.float32), (k, 1)),
         features=np.full((k, f), value, np.float32),
-        provenance=np.array([Provenance.WHOLE_IMAGE] + [Provenance.GROUND_TRUTH] * (k - 1), np.uint8),
+        provenance=np.array(
+            [Provenance.WHOLE_IMAGE] + [Provenance.GROUND_TRUTH] * (k - 1), np.uint8
+        ),
         width=4,
         height=4,
     )
@@ -38,7 +40,10 @@ def test_round_trip_and_workers(tmp_path):
 
 def test_errors_and_atomicity(tmp_path):
     path = tmp_path / "s.h5"
-    with pytest.raises(ValueError, match="features must be"), FeatureStoreWriter(path, feature_dim=4) as w:
+    with (
+        pytest.raises(ValueError, match="features must be"),
+        FeatureStoreWriter(path, feature_dim=4) as w,
+    ):
         w.add("1", _regions(2))
     assert not path.exists() and not (tmp_path / "s.h5.partial").exists()
     with FeatureStoreWriter(path, feature_dim=3) as w:

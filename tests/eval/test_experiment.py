@@ -8,17 +8,28 @@ CONFIGS = Path(__file__).parents[2] / "configs"
 
 def test_tiny_experiment_writes_the_table_and_resumes(small_scenes, tmp_path):
     sets = [f"data_root={small_scenes}", "seeds=[0]"]
-    sets += [f"{task}={CONFIGS / task / 'tiny.yaml'}" for task in ("pretrain", "vgp", "vqa", "refcoco")]
+    sets += [
+        f"{task}={CONFIGS / task / 'tiny.yaml'}" for task in ("pretrain", "vgp", "vqa", "refcoco")
+    ]
     config = load_config(ExperimentConfig, CONFIGS / "experiment" / "tiny.yaml", sets)
     out = tmp_path / "experiment"
     said: list[str] = []
     records = run_experiment(config, out, announce=said.append)
     assert [r["method"] for r in records] == ["original", "none", "direct"]
     for record in records:
-        for key in ("vqa_val", "refcoco_detected_testA", "refcoco_ground_truth_testB", "grounding_best"):
+        for key in (
+            "vqa_val",
+            "refcoco_detected_testA",
+            "refcoco_ground_truth_testB",
+            "grounding_best",
+        ):
             assert 0.0 <= record[key] <= 1.0
     table = (out / "results.md").read_text()
-    assert "| Original |" in table and "| Direct Attention |" in table and "RefCOCO+ (Detected)" in table
+    assert (
+        "| Original |" in table
+        and "| Direct Attention |" in table
+        and "RefCOCO+ (Detected)" in table
+    )
     assert (out / "results.csv").is_file() and (out / "results.png").is_file()
     assert (out / "attention" / "compare.png").is_file()
 

@@ -19,13 +19,32 @@ def _losses(out: Path) -> list[dict]:
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo process group on Linux")
 def test_two_processes_give_the_losses_of_one(small_scenes, tmp_path):
     # No dropout: the two runs draw their masks from different random streams.
-    args = [f"data.root={small_scenes}", "model.dropout=0", "optim.max_steps=3", "optim.batch_size=16", "run.log_every=1", "data.num_workers=0"]
+    args = [
+        f"data.root={small_scenes}",
+        "model.dropout=0",
+        "optim.max_steps=3",
+        "optim.batch_size=16",
+        "run.log_every=1",
+        "data.num_workers=0",
+    ]
     one = tmp_path / "one"
     run_vgp(load_config(VGPConfig, TINY, args), one)
 
     two = tmp_path / "two"
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "groundattn.cli", "train", "vgp", "--config", str(TINY), "--out", str(two)]
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "groundattn.cli",
+        "train",
+        "vgp",
+        "--config",
+        str(TINY),
+        "--out",
+        str(two),
+    ]
     cmd += [x for a in args for x in ("--set", a)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

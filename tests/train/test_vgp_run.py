@@ -24,15 +24,30 @@ def _config(root, *extra):
 
 def test_tiny_run_writes_logs_checkpoints_and_summary(small_scenes, tmp_path):
     out = tmp_path / "run"
-    summary = run_vgp(_config(small_scenes, "optim.max_steps=4", "run.log_every=2", "run.save_every=2"), out)
+    summary = run_vgp(
+        _config(small_scenes, "optim.max_steps=4", "run.log_every=2", "run.save_every=2"), out
+    )
     assert summary["steps"] == 4
-    for key in ("id_accuracy", "vgp_accuracy", "vgp_macro_f1", "grounding_best", "grounding_mean", "rollout_best"):
+    for key in (
+        "id_accuracy",
+        "vgp_accuracy",
+        "vgp_macro_f1",
+        "grounding_best",
+        "grounding_mean",
+        "rollout_best",
+    ):
         assert 0.0 <= summary["after"][key] <= 1.0 and key in summary["before"]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if "loss" in r]
     assert [r["step"] for r in train] == [2, 4]
     for r in train:  # every loss is logged on its own
-        assert {"loss_id", "loss_vgp", "loss_att_txt2img", "loss_att_img2txt", "samples_per_s"} <= set(r)
+        assert {
+            "loss_id",
+            "loss_vgp",
+            "loss_att_txt2img",
+            "loss_att_img2txt",
+            "samples_per_s",
+        } <= set(r)
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert (out / "model" / "model.safetensors").is_file() and (out / "summary.json").is_file()
     assert latest_checkpoint(out).name == "step-00000004"
@@ -41,13 +56,23 @@ def test_tiny_run_writes_logs_checkpoints_and_summary(small_scenes, tmp_path):
 @pytest.mark.parametrize("method", ["none", "indirect", "semi-direct"])
 def test_every_method_trains(small_scenes, tmp_path, method):
     extra = ["supervision.per_head=true"] if method == "semi-direct" else []
-    summary = run_vgp(_config(small_scenes, f"supervision.method={method}", "optim.max_steps=2", *extra), tmp_path / method)
+    summary = run_vgp(
+        _config(small_scenes, f"supervision.method={method}", "optim.max_steps=2", *extra),
+        tmp_path / method,
+    )
     assert summary["steps"] == 2
 
 
 def test_head_selection_and_top_k(small_scenes, tmp_path):
-    run_vgp(_config(small_scenes, "supervision.layers=[1]", "supervision.heads=[0,2]", "optim.max_steps=2"), tmp_path / "a")
-    summary = run_vgp(_config(small_scenes, "supervision.top_k_heads=2", "optim.max_steps=2"), tmp_path / "b")
+    run_vgp(
+        _config(
+            small_scenes, "supervision.layers=[1]", "supervision.heads=[0,2]", "optim.max_steps=2"
+        ),
+        tmp_path / "a",
+    )
+    summary = run_vgp(
+        _config(small_scenes, "supervision.top_k_heads=2", "optim.max_steps=2"), tmp_path / "b"
+    )
     assert summary["steps"] == 2
 
 
@@ -66,14 +91,32 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 def test_sigkill_then_resume_equals_uninterrupted(small_scenes, tmp_path):
-    args = [f"data.root={small_scenes}", "model.dropout=0.1", "optim.max_steps=10", "run.save_every=1", "data.num_workers=1"]
+    args = [
+        f"data.root={small_scenes}",
+        "model.dropout=0.1",
+        "optim.max_steps=10",
+        "run.save_every=1",
+        "data.num_workers=1",
+    ]
     reference = tmp_path / "reference"
     run_vgp(load_config(VGPConfig, TINY, args), reference)
 
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "groundattn.cli", "train", "vgp", "--config", str(TINY), "--out", str(killed)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "groundattn.cli",
+        "train",
+        "vgp",
+        "--config",
+        str(TINY),
+        "--out",
+        str(killed),
+    ]
     cmd += [x for a in args for x in ("--set", a)]
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    child = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (killed / "checkpoints" / "step-00000003").exists():
         time.sleep(0.01)
