@@ -4,7 +4,7 @@ Rows are the model before VGP fine-tuning ("Original") and the four
 fine-tuning methods; columns VQA and RefCOCO+ (detected and ground-truth
 boxes), then the attention grounding accuracy (beyond the paper). Cells are
 mean ± standard deviation over seeds (sample std, n−1; "±" omitted for one
-seed); in each column the best fine-tuning method is in bold.
+seed); in each column the best fine-tuning method (all of them on a tie) is in bold.
 """
 
 from __future__ import annotations
@@ -63,11 +63,12 @@ def markdown_table(records: Sequence[dict]) -> str:
     """The Table-1 layout in Markdown, values in percent."""
     table = aggregate(records)
     keys = [k for k, _, _ in COLUMNS if any(k in cols for cols in table.values())]
-    best = {}
+    best: dict[str, set[str]] = {}  # ties: every method at the maximum
     for key in keys:
-        scored = [(cols[key][0], m) for m, cols in table.items() if m != ORIGINAL and key in cols]
+        scored = {m: cols[key][0] for m, cols in table.items() if m != ORIGINAL and key in cols}
         if scored:
-            best[key] = max(scored)[1]
+            top = max(scored.values())
+            best[key] = {m for m, v in scored.items() if v >= top - 1e-12}
     groups = {k: g for k, g, _ in COLUMNS}
     labels = {k: c for k, _, c in COLUMNS}
     header1 = "| Fine-tuning method | " + " | ".join(groups[k] for k in keys) + " |"
@@ -83,7 +84,7 @@ def markdown_table(records: Sequence[dict]) -> str:
                 continue
             mean, std, n = table[method][key]
             text = f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if n > 1 else "")
-            cells.append(f"**{text}**" if best.get(key) == method else text)
+            cells.append(f"**{text}**" if method in best.get(key, ()) else text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     seeds = sorted({r["seed"] for r in records})
     lines.append("")

@@ -39,3 +39,9 @@ def test_csv_and_figure(tmp_path):
     assert len(rows) == 6 and rows[1]["method"] == "none" and float(rows[1]["vqa_val"]) == 0.5
     fig = results_figure(_records())
     assert len(fig.axes[0].patches) == 3 * 2  # 3 methods × 2 columns
+
+
+def test_ties_are_all_marked():
+    rows = [{"method": m, "seed": 0, "vqa_val": 0.5} for m in ("none", "direct")]
+    lines = markdown_table(rows).splitlines()
+    assert all("**50.00**" in line for line in lines if line.startswith(("| w/o", "| Direct")))
