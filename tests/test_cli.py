@@ -161,3 +161,34 @@ def test_visualize_outputs_match_the_library():
     from groundattn.viz.run import OUTPUTS
 
     assert VIZ_OUTPUTS == OUTPUTS
+
+
+def test_every_training_command_evaluate_and_experiment(small_scenes, tmp_path, capsys):
+    def train(task, out, *extra):
+        config = ROOT / "configs" / task / "tiny.yaml"
+        sets = [f"data.root={small_scenes}", "optim.max_steps=2", *extra]
+        argv = ["train", task, "--config", str(config), "--out", str(out)]
+        return main([*argv, *[x for s in sets for x in ("--set", s)]])
+
+    assert train("pretrain", tmp_path / "pretrain") == 0
+    init = f"model.init={tmp_path / 'pretrain' / 'model'}"
+    assert train("vqa", tmp_path / "vqa", init) == 0
+    assert train("refcoco", tmp_path / "ref", init, "data.boxes=ground_truth") == 0
+    assert "testA" in capsys.readouterr().out
+    argv = ["evaluate", "--model", str(tmp_path / "ref" / "model"), "--split", "testB"]
+    assert main([*argv, "--set", "data.boxes=detected"]) == 0
+    assert '"accuracy"' in capsys.readouterr().out
+    sets = [f"data_root={small_scenes}", "seeds=[0]", "methods=[direct]", "visualize=false"]
+    sets += [
+        f"{task}={ROOT / 'configs' / task / 'tiny.yaml'}"
+        for task in ("pretrain", "vgp", "vqa", "refcoco")
+    ]
+    argv = [
+        "experiment",
+        "--config",
+        str(ROOT / "configs/experiment/tiny.yaml"),
+        "--out",
+        str(tmp_path / "exp"),
+    ]
+    assert main([*argv, *[x for s in sets for x in ("--set", s)]]) == 0
+    assert "| Direct Attention |" in capsys.readouterr().out
