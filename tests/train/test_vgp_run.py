@@ -134,7 +134,9 @@ def test_sigkill_then_resume_equals_uninterrupted(small_scenes, tmp_path):
 
 def test_gradient_accumulation_counts_optimizer_steps(small_scenes, tmp_path):
     out = tmp_path / "accum"
-    summary = run_vgp(_config(small_scenes, "optim.grad_accum=2", "optim.max_steps=2", "run.log_every=1"), out)
+    summary = run_vgp(
+        _config(small_scenes, "optim.grad_accum=2", "optim.max_steps=2", "run.log_every=1"), out
+    )
     assert summary["steps"] == 2
     state = json.loads((out / "checkpoints" / "step-00000002" / "state.json").read_text())
     assert state["batch_in_epoch"] == 4  # two micro-batches per optimizer step

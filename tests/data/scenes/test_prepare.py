@@ -2,12 +2,12 @@
 
 import csv
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from groundattn.data.refcoco import load_refs
 from groundattn.data.scenes import prepare_scenes
 from groundattn.data.store import FeatureStore
 
@@ -96,8 +96,7 @@ def test_card_counts_match_the_files(scenes_dir: Path) -> None:
         assert counts["vqa_questions"] == len(vqa)
         for answer_type, n in counts["vqa_questions_by_answer_type"].items():
             assert n == sum(a["answer_type"] == answer_type for a in vqa)
-    with open(scenes_dir / "refcoco+" / "refs(unc).p", "rb") as f:
-        refs = pickle.load(f)
+    refs = [vars(r) for r in load_refs(scenes_dir / "refcoco+" / "refs(unc).p")]
     for split, counts in card["refer"].items():
         assert counts["refs"] == sum(r["split"] == split for r in refs)
         assert counts["sentences"] == sum(len(r["sentences"]) for r in refs if r["split"] == split)
