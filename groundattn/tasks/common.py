@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 
 import torch
 from torch import Tensor
+
+from groundattn.model import VLBatch
+
+
+class TaskBatch:
+    """Base of the collated batch dataclasses: ``inputs`` plus task tensors."""
+
+    inputs: VLBatch
+
+    def to(self, device) -> TaskBatch:
+        """The batch with every tensor on ``device``."""
+        return type(self)(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def __len__(self) -> int:
+        return len(self.inputs)
 
 
 def global_mean(

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from groundattn.data.refcoco import load_detections, load_instances
 from groundattn.data.regions import RegionSource, select_regions
 from groundattn.data.store import FeatureStore, Provenance, RegionFeatures
 from groundattn.model import VLBatch, pack
+from groundattn.tasks.common import TaskBatch
 
 log = logging.getLogger(__name__)
 
@@ -152,18 +153,12 @@ def _by_image(entries) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 @dataclass
-class PretrainBatch:
+class PretrainBatch(TaskBatch):
     """A collated pretraining batch; labels are in sequence positions of ``inputs``."""
 
     inputs: VLBatch
     mlm_labels: Tensor  # (B, N) long: original word piece at chosen text positions, else -100
     mrc_labels: Tensor  # (B, N) long: class at zeroed region positions, else -100
-
-    def to(self, device) -> PretrainBatch:
-        return PretrainBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    def __len__(self) -> int:
-        return len(self.inputs)
 
 
 class CaptionDataset(Dataset):

@@ -15,7 +15,7 @@ splits): :func:`index_stores` finds each image's store. Nothing is random.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from groundattn.data.refcoco import CocoInstances, Ref
 from groundattn.data.regions import select_regions
 from groundattn.data.store import FeatureStore
 from groundattn.model import VLBatch, pack
+from groundattn.tasks.common import TaskBatch
 
 
 def index_stores(folder: str | Path) -> dict[str, FeatureStore]:
@@ -41,7 +42,7 @@ def index_stores(folder: str | Path) -> dict[str, FeatureStore]:
 
 
 @dataclass
-class RefCOCOBatch:
+class RefCOCOBatch(TaskBatch):
     """A collated batch; targets are in sequence positions of ``inputs``."""
 
     inputs: VLBatch
@@ -55,12 +56,6 @@ class RefCOCOBatch:
         """(B, N) bool: every region position but r0."""
         regions = self.inputs.region_mask
         return regions & (regions.cumsum(-1) > 1)
-
-    def to(self, device) -> RefCOCOBatch:
-        return RefCOCOBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    def __len__(self) -> int:
-        return len(self.sent_ids)
 
 
 class RefCOCODataset(Dataset):

@@ -21,7 +21,7 @@ the VGP CSV (positives only); swapping the captions swaps classes 1 and 2.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from groundattn.data.store import FeatureStore
 from groundattn.data.text import tokenize_captions
 from groundattn.data.vgp import match_pairs, read_vgp_csv, swap_label
 from groundattn.model import VLBatch, pack
+from groundattn.tasks.common import TaskBatch
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class _Caption:
 
 
 @dataclass
-class VGPBatch:
+class VGPBatch(TaskBatch):
     """A collated VGP batch; every tensor is in sequence positions of ``inputs``."""
 
     inputs: VLBatch
@@ -60,12 +61,6 @@ class VGPBatch:
     phrase_regions: Tensor  # (B, P, N) bool: region positions of each phrase's chain
     pairs: Tensor  # (B, K, 3) long: phrase index 1, phrase index 2, VGP class; -100 padding
     id_labels: Tensor  # (B,) long
-
-    def to(self, device) -> VGPBatch:
-        return VGPBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    def __len__(self) -> int:
-        return len(self.id_labels)
 
 
 class VGPDataset(Dataset):

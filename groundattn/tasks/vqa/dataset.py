@@ -19,7 +19,7 @@ Nothing is random: items do not depend on the epoch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from groundattn.data.vqa import (
     vqa_accuracy,
 )
 from groundattn.model import VLBatch, pack
+from groundattn.tasks.common import TaskBatch
 
 
 def answer_accuracies(human_answers: Sequence[str], answers: dict[str, int]) -> dict[int, float]:
@@ -47,7 +48,7 @@ def answer_accuracies(human_answers: Sequence[str], answers: dict[str, int]) -> 
 
 
 @dataclass
-class VQABatch:
+class VQABatch(TaskBatch):
     """A collated VQA batch."""
 
     inputs: VLBatch
@@ -60,12 +61,6 @@ class VQABatch:
     def answer_positions(self) -> Tensor:
         """(B,) long: the [MASK] position, two before the end of each sample's text."""
         return self.inputs.text_lengths - 2
-
-    def to(self, device) -> VQABatch:
-        return VQABatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    def __len__(self) -> int:
-        return len(self.question_ids)
 
 
 class VQADataset(Dataset):
