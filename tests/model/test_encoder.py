@@ -89,7 +89,7 @@ def test_text_alone_equals_hf_bert_minilm():
     seg = model.embeddings.token_type_embeddings.weight
     torch.testing.assert_close(seg[2], seg[0])
     # The image joins the words at their own scale, not at a LayerNorm's unit scale.
-    word_std = float(model.embeddings.word_embeddings.weight.std())
+    word_std = float(model.embeddings.word_embeddings.weight.detach().std())
     assert float(model.embeddings.visual.text_scale) == pytest.approx(word_std)
     assert float(model.embeddings.visual.region_scale) == pytest.approx(word_std)
     _assert_parity(model, bert, (11, 6, 20))
