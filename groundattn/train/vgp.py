@@ -17,7 +17,6 @@ from groundattn.tasks.vgp import (
     summarize,
 )
 from groundattn.train.run import Recipe, evaluate, run, split_paths
-from groundattn.train.run import check_paths as check_run_paths
 
 
 class VGPRecipe(Recipe):
@@ -70,11 +69,6 @@ class VGPRecipe(Recipe):
             task = trainer.accelerator.unwrap_model(trainer.module)
             L, H = task.head_mask.shape
             task.head_mask.copy_(most_grounded_heads(_accuracy_table(trainer.history[0], L, H), k))
-
-
-def check_paths(config: VGPConfig, out_dir: Path, resume: bool) -> None:
-    """Stops a run that cannot work before any work is done."""
-    check_run_paths(VGPRecipe(config), out_dir, resume)
 
 
 def head_mask(config: VGPConfig, layers: int, heads: int) -> torch.Tensor | None:

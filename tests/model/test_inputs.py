@@ -4,14 +4,12 @@ from groundattn.model import pack
 
 
 def test_layout_places_each_sample_seamlessly():
-    f = torch.zeros(0, 3)
     batch = pack(
         [[101, 7, 102, 8, 102], [101, 9, 102]],
         [[0, 0, 0, 1, 1], [0, 0, 0]],
         [torch.ones(2, 3), torch.full((3, 3), 2.0)],
         [torch.rand(2, 4), torch.rand(3, 4)],
     )
-    assert f.shape == (0, 3)
     # Sample 0: 5 text, 2 regions, [END] -> 8 tokens; sample 1: 3 text, 3 regions, [END] -> 7.
     assert batch.input_ids.shape == (2, 8)
     assert batch.text_mask[0].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]

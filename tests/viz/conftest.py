@@ -26,11 +26,9 @@ def boxes() -> torch.Tensor:
 
 
 @pytest.fixture(scope="session")
-def scenes(tmp_path_factory):
-    """The small embedded data set, generated once per session."""
-    from groundattn.data.scenes import prepare_scenes
-
-    return prepare_scenes(tmp_path_factory.mktemp("scenes") / "small", size="small", seed=0)
+def scenes(small_scenes):
+    """The small embedded data set (the suite's shared one)."""
+    return small_scenes
 
 
 @pytest.fixture(scope="session")

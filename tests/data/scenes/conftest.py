@@ -5,13 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from groundattn.data.scenes import prepare_scenes
-
 
 @pytest.fixture(scope="session")
-def scenes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small set (seed 0), read-only for the tests."""
-    return prepare_scenes(tmp_path_factory.mktemp("scenes") / "small", size="small", seed=0)
+def scenes_dir(small_scenes: Path) -> Path:
+    """The suite's small set (seed 0), read-only for the tests."""
+    return small_scenes
 
 
 @pytest.fixture(scope="session")
