@@ -100,6 +100,12 @@ class SupervisionSection(Section):
 
 class OptimSection(Section):
     lr: float = Field(5e-5, gt=0, description="peak learning rate of AdamW")
+    new_lr: float | None = Field(
+        1e-3,
+        gt=0,
+        description="peak learning rate of the parameters no weights gave (task heads, a text "
+        "BERT's visual embedding); None: lr",
+    )
     weight_decay: float = Field(
         0.01, ge=0, description="decoupled weight decay (not on biases and LayerNorms)"
     )

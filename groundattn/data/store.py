@@ -165,6 +165,20 @@ class FeatureStore:
         out[order] = self._group(image_id)["features"][rows[order]]
         return out
 
+    def statistics(self, max_images: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and standard deviation (F,) of the region features.
+
+        Computed over every region of at most ``max_images`` images, taken evenly
+        through the store (all of them when it holds fewer), in float64.
+        """
+        ids = self.image_ids()
+        if not ids:
+            raise ValueError(f"{self.path}: the feature store holds no image")
+        chosen = ids[:: max(1, -(-len(ids) // max_images))]
+        images = self._handle()["images"]
+        features = np.concatenate([images[i]["features"][()] for i in chosen]).astype(np.float64)
+        return features.mean(0), features.std(0)
+
     def layout(self, image_id: str | int) -> RegionFeatures:
         """Boxes, provenance and size of one image, with an empty (K, 0) feature array."""
         group = self._group(image_id)

@@ -20,7 +20,15 @@ def box_geometry(boxes: Tensor) -> Tensor:
 
 
 class VisualEmbedding(nn.Module):
-    """LayerNorm(projected region feature + embedded box geometry).
+    """LayerNorm(projected standardised region feature + embedded box geometry).
+
+    Region features are standardised per dimension with statistics of the
+    training data (``feature_mean``, ``feature_std``: buffers, saved with the
+    weights) before the projection. Raw features share a large common part
+    (histograms, ReLU outputs, pixel means are all non-negative): projected
+    as they are, every image maps to nearly the same vector, the LayerNorm
+    keeps only a small image-specific remainder, and the encoder learns to
+    read regions hundreds of steps late, or never in a short run.
 
     A layer-normed vector has unit scale per dimension while a pretrained BERT's
     word embeddings have about 0.04: added as it is, the whole-image embedding
@@ -31,16 +39,36 @@ class VisualEmbedding(nn.Module):
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
-        self.feature_projection = nn.Linear(config.visual_feature_dim, config.hidden_size)
+        F = config.visual_feature_dim
+        self.register_buffer("feature_mean", torch.zeros(F))
+        self.register_buffer("feature_std", torch.ones(F))
+        self.feature_projection = nn.Linear(F, config.hidden_size)
         self.geometry_projection = nn.Linear(6, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.text_scale = nn.Parameter(torch.tensor(config.initializer_range))
         self.region_scale = nn.Parameter(torch.tensor(config.initializer_range))
 
+    @torch.no_grad()
+    def set_feature_statistics(self, mean: Tensor, std: Tensor) -> None:
+        """Sets the per-dimension (F,) mean and standard deviation that standardise features.
+
+        Dimensions that never vary (std below 1e-6) are only centred.
+        """
+        if mean.shape != self.feature_mean.shape or std.shape != self.feature_std.shape:
+            raise ValueError(
+                f"feature statistics of shape {tuple(mean.shape)}, {tuple(std.shape)}; "
+                f"expected ({self.feature_mean.shape[0]},)"
+            )
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError("feature statistics are not finite")
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
+
     def forward(self, features: Tensor, boxes: Tensor) -> Tensor:
         # (B, R, F), (B, R, 4) -> (B, R, D), before the scales
+        standardised = (features - self.feature_mean) / self.feature_std  # (B, R, F)
         return self.LayerNorm(
-            self.feature_projection(features) + self.geometry_projection(box_geometry(boxes))
+            self.feature_projection(standardised) + self.geometry_projection(box_geometry(boxes))
         )
 
 

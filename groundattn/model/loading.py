@@ -100,6 +100,8 @@ _HF_PREFIX = re.compile(r"^bert\.")
 _HF_UNUSED = re.compile(r"^(pooler\.|cls\.|embeddings\.position_ids$)")
 # Parts of the encoder that a text BERT cannot provide.
 _VISUAL_PARTS = re.compile(r"^embeddings\.(visual\.|image_token_embedding$|end_token_embedding$)")
+# Feature statistics: a VL-BERT checkpoint has none (its features enter unstandardised).
+_FEATURE_STATISTICS = re.compile(r"^embeddings\.visual\.feature_(mean|std)$")
 
 
 def from_pretrained(
@@ -204,6 +206,9 @@ def load_vlbert_checkpoint(
     state, unmapped = map_vlbert_keys(_read_state_dict(path))
     report = _assign(model, state, str(path))
     report.unexpected += unmapped
+    # Its projection was trained on unstandardised features: the statistics stay the identity.
+    report.initialized += [k for k in report.missing if _FEATURE_STATISTICS.match(k)]
+    report.missing = [k for k in report.missing if not _FEATURE_STATISTICS.match(k)]
     report.log()
     if strict and (report.missing or report.unexpected or report.mismatched):
         raise ValueError(

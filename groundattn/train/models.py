@@ -17,8 +17,14 @@ log = logging.getLogger(__name__)
 ENCODER_PREFIX = "encoder."
 
 
-def build_encoder(model: ModelSection, feature_dim: int) -> VLEncoder:
-    """The encoder a config asks for, sized for ``feature_dim`` region features."""
+def build_encoder(model: ModelSection, feature_dim: int) -> tuple[VLEncoder, set[str]]:
+    """The encoder a config asks for, sized for ``feature_dim`` region features.
+
+    Returns it with the names of the parameters and buffers that no weights
+    gave (the visual embedding of a text BERT; everything of a random preset;
+    nothing after ``model.init``): they start from scratch, and the trainer
+    gives them ``optim.new_lr``.
+    """
     overrides = {"visual_feature_dim": feature_dim}
     if model.dropout is not None:
         overrides.update(
@@ -26,13 +32,17 @@ def build_encoder(model: ModelSection, feature_dim: int) -> VLEncoder:
         )
     if model.preset is not None:
         encoder = VLEncoder(preset(model.preset, **overrides))
+        fresh = set(encoder.state_dict())
     else:
-        encoder, _ = from_pretrained(model.bert, **overrides)
+        encoder, report = from_pretrained(model.bert, **overrides)
+        fresh = set(report.initialized)
     if model.vlbert_checkpoint:
-        load_vlbert_checkpoint(encoder, model.vlbert_checkpoint)
+        report = load_vlbert_checkpoint(encoder, model.vlbert_checkpoint)
+        fresh -= set(report.loaded)
     if model.init:
         load_encoder_weights(model.init, encoder)
-    return encoder
+        fresh = set()
+    return encoder, fresh
 
 
 def _weights_file(path: Path) -> Path:
@@ -72,6 +82,6 @@ def load_trained_encoder(directory: str | Path, feature_dim: int) -> VLEncoder:
     model = ModelSection.model_validate(
         {**json.loads(config_file.read_text())["model"], "init": None, "vlbert_checkpoint": None}
     )
-    encoder = build_encoder(model, feature_dim)
+    encoder, _ = build_encoder(model, feature_dim)
     load_encoder_weights(directory, encoder)
     return encoder

@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 
 from groundattn.config import ConfigError, PretrainConfig
-from groundattn.data.store import FeatureStore
 from groundattn.tasks.pretrain import (
     CaptionDataset,
     PretrainTask,
@@ -101,10 +100,9 @@ class PretrainRecipe(Recipe):
             "val": self.eval_dataset(tokenizer, data.val_split, data.max_val_images),
         }
 
-    def feature_dim(self) -> int:
+    def train_store(self) -> Path:
         data = self.config.data
-        with FeatureStore(data.root / "features" / f"{data.train_split}.h5") as store:
-            return store.feature_dim
+        return data.root / "features" / f"{data.train_split}.h5"
 
     def build_task(self, encoder) -> PretrainTask:
         classes = len(self.region_classes) if self.region_classes is not None else 0

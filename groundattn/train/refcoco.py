@@ -86,9 +86,15 @@ class RefCOCORecipe(Recipe):
         datasets["val"] = self.eval_dataset(tokenizer, data.val_split, data.max_val_sentences)
         return datasets
 
-    def feature_dim(self) -> int:
-        _, _, stores = self._load()
-        return next(iter(stores.values())).feature_dim
+    def train_store(self) -> Path:
+        refs, _, stores = self._load()
+        split = self.config.data.train_split
+        image = next((str(r.image_id) for r in refs if r.split == split), None)
+        if image is None or image not in stores:
+            raise ConfigError(
+                f"data.train_split: no feature store holds an image of split {split!r}"
+            )
+        return stores[image].path
 
     def build_task(self, encoder) -> RefCOCOTask:
         return RefCOCOTask(encoder)

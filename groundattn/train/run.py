@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from groundattn.config import ConfigError, load_config
+from groundattn.data.store import FeatureStore
 from groundattn.model import VLEncoder, load_tokenizer
 from groundattn.train.checkpoint import (
     CONFIG_FILE,
@@ -50,7 +51,8 @@ RECIPES = {
     "vqa": "groundattn.train.vqa:VQARecipe",
     "refcoco": "groundattn.train.refcoco:RefCOCORecipe",
 }
-ENCODER_FEATURES = "encoder.embeddings.visual.feature_projection.weight"
+FEATURE_PROJECTION = "embeddings.visual.feature_projection.weight"
+ENCODER_FEATURES = f"encoder.{FEATURE_PROJECTION}"
 
 
 class Recipe(ABC):
@@ -83,8 +85,8 @@ class Recipe(ABC):
         """The data of one split, for :func:`evaluate`."""
 
     @abstractmethod
-    def feature_dim(self) -> int:
-        """F, the size of the region features of the training data."""
+    def train_store(self) -> Path:
+        """The feature store of the training data: its feature size and statistics."""
 
     @abstractmethod
     def build_task(self, encoder: VLEncoder) -> nn.Module:
@@ -174,10 +176,19 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
         datasets = recipe.datasets(tokenizer)
     if accelerator.is_main_process:
         recipe.start(out_dir, resume)
-    feature_dim = recipe.feature_dim()
-    torch.manual_seed(config.run.seed)
-    encoder = build_encoder(config.model, feature_dim)
+    with FeatureStore(recipe.train_store()) as store:
+        torch.manual_seed(config.run.seed)
+        encoder, fresh = build_encoder(config.model, store.feature_dim)
+        if FEATURE_PROJECTION in fresh:  # a new visual embedding: standardise for this data
+            mean, std = store.statistics()
+            encoder.embeddings.visual.set_feature_statistics(
+                torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+            )
     task = recipe.build_task(encoder)
+    # The task's heads are new in every run; the encoder's new parts are what no weights gave.
+    new_parameters = {f"encoder.{name}" for name in fresh} | {
+        name for name, _ in task.named_parameters() if not name.startswith("encoder.")
+    }
     data = TrainData(
         datasets["train"],
         datasets["val"],
@@ -186,7 +197,14 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
         config.data.num_workers,
     )
     trainer = Trainer(
-        task, data, config.optim, config.run, out_dir, config=dump, accelerator=accelerator
+        task,
+        data,
+        config.optim,
+        config.run,
+        out_dir,
+        config=dump,
+        accelerator=accelerator,
+        new_parameters=new_parameters,
     )
     started = time.perf_counter()
     if not (resume and trainer.resume()):
@@ -262,7 +280,7 @@ def load_task(recipe: Recipe, model_dir: str | Path) -> nn.Module:
     model_dir = Path(model_dir)
     with safe_open(str(model_dir / MODEL_FILE), framework="pt") as f:
         feature_dim = f.get_slice(ENCODER_FEATURES).get_shape()[1]
-    module = recipe.build_task(build_encoder(recipe.config.model, feature_dim))
+    module = recipe.build_task(build_encoder(recipe.config.model, feature_dim)[0])
     load_model_weights(model_dir, module, strict=True)
     return module
 

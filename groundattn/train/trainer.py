@@ -60,19 +60,24 @@ def make_accelerator(run: RunSection, grad_accum: int, cpu: bool | None = None) 
     )
 
 
-def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+def _param_groups(
+    module: nn.Module, optim: OptimSection, new_parameters: frozenset[str]
+) -> list[dict]:
+    """AdamW groups: decay or not, pretrained (``optim.lr``) or new (``optim.new_lr``)."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        (
-            no_decay
-            if p.ndim < 2 or "LayerNorm" in name or "embedding" in name.split(".")[-1]
-            else decay
-        ).append(p)
+        decays = not (p.ndim < 2 or "LayerNorm" in name or "embedding" in name.split(".")[-1])
+        groups.setdefault((decays, name in new_parameters), []).append(p)
+    new_lr = optim.new_lr if optim.new_lr is not None else optim.lr
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {
+            "params": params,
+            "weight_decay": optim.weight_decay if decays else 0.0,
+            "lr": new_lr if new else optim.lr,
+        }
+        for (decays, new), params in sorted(groups.items())
     ]
 
 
@@ -89,7 +94,11 @@ class Trainer:
         *,
         config: dict,
         accelerator: Accelerator | None = None,
+        new_parameters: set[str] | frozenset[str] = frozenset(),
     ):
+        """``new_parameters``: names (in ``module``) of the parameters that start
+        from scratch rather than from pretrained weights; they train at
+        ``optim.new_lr``."""
         self.data, self.optim_cfg, self.run, self.out_dir, self.config = (
             data,
             optim,
@@ -116,7 +125,7 @@ class Trainer:
             )
         # The fused kernel: one pass over all parameters instead of one op per tensor.
         optimizer = torch.optim.AdamW(
-            _param_groups(module, optim.weight_decay), lr=optim.lr, fused=True
+            _param_groups(module, optim, frozenset(new_parameters)), lr=optim.lr, fused=True
         )
         scheduler = get_linear_schedule_with_warmup(
             optimizer, math.ceil(optim.warmup_ratio * self.total_steps), self.total_steps
@@ -333,4 +342,6 @@ class Trainer:
         metrics = self.evaluate()
         self.history.append({"step": self.step, **metrics})
         self._log({f"val.{k}": v for k, v in metrics.items()})
-        log.info("step %d: %s", self.step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        # Per-head lists and other structured metrics go to the files, not to this line.
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+        log.info("step %d: %s", self.step, ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))

@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 
 from groundattn.config import ConfigError, VGPConfig
-from groundattn.data.store import FeatureStore
 from groundattn.tasks.vgp import (
     SupervisionSpec,
     VGPDataset,
@@ -49,10 +48,9 @@ class VGPRecipe(Recipe):
             "val": self.eval_dataset(tokenizer, data.val_split, data.max_val_images),
         }
 
-    def feature_dim(self) -> int:
+    def train_store(self) -> Path:
         data = self.config.data
-        with FeatureStore(data.root / "features" / f"{data.train_split}.h5") as store:
-            return store.feature_dim
+        return data.root / "features" / f"{data.train_split}.h5"
 
     def build_task(self, encoder) -> VGPTask:
         sup = self.config.supervision

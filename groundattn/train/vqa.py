@@ -158,10 +158,9 @@ class VQARecipe(Recipe):
             "val": self.eval_dataset(tokenizer, data.val_split, data.max_val_questions),
         }
 
-    def feature_dim(self) -> int:
+    def train_store(self) -> Path:
         data = self.config.data
-        with FeatureStore(self._path(data.features, data.train_split)) as store:
-            return store.feature_dim
+        return self._path(data.features, data.train_split)
 
     def build_task(self, encoder) -> VQATask:
         head = self.config.head
