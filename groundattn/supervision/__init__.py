@@ -3,10 +3,11 @@
 - :func:`direct_loss`, :func:`direct_loss_from_logits`: direct supervision (Eqs. 6–8).
 - :func:`semi_direct_loss`, :func:`rollout`: direct supervision of the attention rollout.
 - :func:`indirect_loss`, :class:`IndirectGroundingClassifier`: indirect supervision (Eq. 5).
-- :func:`grounding_accuracy`, :func:`grounding_hits`: attention grounding accuracy.
+- :func:`grounding_accuracy`, :func:`grounding_hits`, :func:`grounding_chance`: attention
+  grounding accuracy and its chance level.
 """
 
-from groundattn.supervision.accuracy import grounding_accuracy, grounding_hits
+from groundattn.supervision.accuracy import grounding_accuracy, grounding_chance, grounding_hits
 from groundattn.supervision.direct import direct_loss, direct_loss_from_logits
 from groundattn.supervision.indirect import IndirectGroundingClassifier, indirect_loss
 from groundattn.supervision.rollout import rollout, semi_direct_loss
@@ -19,6 +20,7 @@ __all__ = [
     "direct_loss",
     "direct_loss_from_logits",
     "grounding_accuracy",
+    "grounding_chance",
     "grounding_hits",
     "indirect_loss",
     "max_pool_spans",

@@ -42,6 +42,25 @@ def grounding_hits(attn: Tensor, grounding: Tensor, region_mask: Tensor) -> tupl
     return hit.sum(dim=(0, 3)), row_mask.sum()
 
 
+def grounding_chance(grounding: Tensor, region_mask: Tensor) -> Tensor:
+    """The hits that uniform attention over each sample's regions would score, summed.
+
+    A grounded text token hits by chance with probability (its grounded regions) /
+    (the sample's regions, r0 included): the baseline of :func:`grounding_hits`,
+    whose ``count`` divides it the same way.
+
+    Args:
+        grounding: (B, N, N) bool, text token i grounded to region token j.
+        region_mask: (B, N) bool, region positions (r0 included).
+
+    Returns:
+        () float64, the expected number of correct grounded tokens.
+    """
+    grounded_regions = grounding.sum(-1).double()  # (B, N), 0 on tokens without grounding
+    regions = region_mask.sum(-1, keepdim=True).clamp_min(1).double()  # (B, 1)
+    return (grounded_regions / regions).sum()
+
+
 def grounding_accuracy(attn: Tensor, grounding: Tensor, region_mask: Tensor) -> Tensor:
     """Fraction of grounded text tokens whose attention arg-max over regions is right.
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from groundattn.supervision import grounding_accuracy, grounding_hits, rollout
+from groundattn.supervision import grounding_accuracy, grounding_chance, grounding_hits, rollout
 
 # Sample 0: text 0-2, regions 3-5; token 1 → 4, token 2 → 5.
 # Sample 1: text 0-3, regions 4-5; token 2 → 5, token 3 → 4 and 5 (two boxes).
@@ -50,3 +50,25 @@ def test_no_grounded_token_gives_zero_counts():
     hits, count = grounding_hits(_attn(), empty, REGIONS)
     assert hits.tolist() == [[0, 0]] and count.item() == 0
     assert grounding_accuracy(_attn(), empty, REGIONS).tolist() == [[0.0, 0.0]]
+
+
+def test_chance_by_hand():
+    # Sample 0: 3 regions, two tokens with one box each: 1/3 + 1/3.
+    # Sample 1: 2 regions, one token with one box, one with both: 1/2 + 2/2.
+    expected = 2 / 3 + 1 / 2 + 1
+    assert abs(grounding_chance(GROUNDING, REGIONS).item() - expected) < 1e-12
+
+
+def test_chance_equals_the_accuracy_of_uniform_attention_averaged_over_tie_breaks():
+    # Uniform attention over each sample's regions, one region made the arg-max at a
+    # time: the hits averaged over these choices are the chance level.
+    B, N = REGIONS.shape
+    total = 0.0
+    for b in range(B):
+        slots = REGIONS[b].nonzero()[:, 0]
+        for j in slots:
+            attn = torch.zeros(1, 1, 1, N, N)
+            attn[0, 0, 0, :, j] = 1.0
+            hits, _ = grounding_hits(attn, GROUNDING[b : b + 1], REGIONS[b : b + 1])
+            total += hits.item() / len(slots)
+    assert abs(grounding_chance(GROUNDING, REGIONS).item() - total) < 1e-12

@@ -76,6 +76,7 @@ class PretrainTask(nn.Module):
         }
         if with_metrics:
             parts["mlm_correct"] = (token_logits.argmax(-1) == token_labels).sum()
+            parts["mlm_by_token"] = torch.bincount(token_labels, minlength=token_logits.shape[-1])
             parts["mlm_total"] = torch.tensor(len(token_labels), device=hidden.device)
             correct = (
                 (region_logits.argmax(-1) == region_labels).sum()
@@ -83,6 +84,11 @@ class PretrainTask(nn.Module):
                 else torch.zeros((), dtype=torch.long, device=hidden.device)
             )
             parts["mrc_correct"] = correct
+            parts["mrc_by_class"] = (
+                torch.bincount(region_labels, minlength=region_logits.shape[-1])
+                if region_logits is not None
+                else torch.zeros(1, dtype=torch.long, device=hidden.device)
+            )
             parts["mrc_total"] = torch.tensor(
                 len(region_labels) if region_logits is not None else 0, device=hidden.device
             )
@@ -90,15 +96,23 @@ class PretrainTask(nn.Module):
 
 
 def summarize(counts: dict[str, Tensor]) -> dict[str, float]:
-    """MLM and MRC accuracy from counts summed over batches and processes.
+    """MLM and MRC accuracy, and their majority baselines, from counts summed over batches
+    and processes.
 
     ``mrc_accuracy`` is left out when no region was classified (MRC off).
     """
+    # Baselines: the most frequent masked word piece, the most frequent masked region class.
     metrics = {
         "mlm_accuracy": float(counts["mlm_correct"].double() / counts["mlm_total"].clamp_min(1)),
+        "mlm_accuracy_baseline": float(
+            counts["mlm_by_token"].max().double() / counts["mlm_total"].clamp_min(1)
+        ),
         "mlm_tokens": int(counts["mlm_total"]),
         "mrc_regions": int(counts["mrc_total"]),
     }
     if int(counts["mrc_total"]):
         metrics["mrc_accuracy"] = float(counts["mrc_correct"].double() / counts["mrc_total"])
+        metrics["mrc_accuracy_baseline"] = float(
+            counts["mrc_by_class"].max().double() / counts["mrc_total"]
+        )
     return metrics

@@ -6,12 +6,19 @@ from groundattn.tasks.refcoco.dataset import (
     collate_refcoco,
     index_stores,
 )
-from groundattn.tasks.refcoco.task import RefCOCOTask, region_bce, summarize, top_region_hits
+from groundattn.tasks.refcoco.task import (
+    RefCOCOTask,
+    chance_hits,
+    region_bce,
+    summarize,
+    top_region_hits,
+)
 
 __all__ = [
     "RefCOCOBatch",
     "RefCOCODataset",
     "RefCOCOTask",
+    "chance_hits",
     "collate_refcoco",
     "index_stores",
     "region_bce",

@@ -38,6 +38,12 @@ def top_region_hits(scores: Tensor, targets: Tensor, candidates: Tensor) -> Tens
     return targets.gather(1, best)[:, 0] & candidates.any(-1)
 
 
+def chance_hits(targets: Tensor, candidates: Tensor) -> Tensor:
+    """(B,) float64: the probability that a candidate drawn uniformly is a positive."""
+    positives = (targets & candidates).sum(-1).double()  # (B,)
+    return positives / candidates.sum(-1).clamp_min(1)
+
+
 class RefCOCOTask(nn.Module):
     """A region scorer over a :class:`VLEncoder`."""
 
@@ -64,15 +70,18 @@ class RefCOCOTask(nn.Module):
         if with_metrics:
             parts["correct"] = top_region_hits(scores, batch.targets, candidates).sum()
             parts["answerable"] = (batch.targets & candidates).any(-1).sum()
+            parts["chance"] = chance_hits(batch.targets, candidates).sum()
             parts["sentences"] = torch.tensor(len(batch), device=scores.device)
         return loss, parts
 
 
 def summarize(counts: dict[str, Tensor]) -> dict[str, float]:
-    """Accuracy (top region correct) and its ceiling (a positive exists) over the sentences."""
+    """Accuracy (top region correct), its chance level (a uniform pick among the
+    candidates) and its ceiling (a positive exists) over the sentences."""
     total = counts["sentences"].clamp_min(1).double()
     return {
         "accuracy": float(counts["correct"] / total),
+        "accuracy_baseline": float(counts["chance"] / total),
         "answerable": float(counts["answerable"] / total),
         "sentences": int(counts["sentences"]),
     }

@@ -22,6 +22,7 @@ from groundattn.supervision import (
     SupervisionLoss,
     direct_loss,
     direct_loss_from_logits,
+    grounding_chance,
     grounding_hits,
     indirect_loss,
     max_pool_spans,
@@ -189,6 +190,8 @@ class VGPTask(nn.Module):
             )
         return {
             "id_correct": (id_logits.argmax(-1) == batch.id_labels).sum(),
+            "id_by_class": torch.bincount(batch.id_labels, minlength=3),  # (3,)
+            "grounding_chance": grounding_chance(batch.grounding, out.region_mask),
             "id_total": torch.tensor(len(batch.id_labels), device=id_logits.device),
             "vgp_confusion": confusion,
             "grounding_hits": hits,
@@ -210,9 +213,15 @@ def summarize(counts: dict[str, Tensor]) -> dict[str, float]:
     best = int(accuracy.argmax())
     H = accuracy.shape[1]
     rolled = counts["rollout_hits"].double() / total  # (L,)
+    # Baselines: the majority class of the validation labels; uniform attention over regions.
     return {
         "id_accuracy": float(counts["id_correct"] / counts["id_total"].clamp_min(1)),
+        "id_accuracy_baseline": float(
+            counts["id_by_class"].max() / counts["id_total"].clamp_min(1)
+        ),
         "vgp_accuracy": float(tp.sum() / confusion.sum().clamp_min(1)),
+        "vgp_accuracy_baseline": float(confusion.sum(1).max() / confusion.sum().clamp_min(1)),
+        "grounding_baseline": float(counts["grounding_chance"] / total),
         "vgp_macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "grounding_best": float(accuracy.max()),
         "grounding_best_layer": best // H,

@@ -100,17 +100,23 @@ def accuracy_counts(
         F.one_hot(answer_type.clamp_min(0), len(ANSWER_TYPES)).double()
         * (answer_type >= 0)[:, None]
     )  # (B, 3)
+    counted = (answer_type >= 0)[:, None].double()  # (B, 1)
     return {
         "accuracy_by_type": scored @ onehot,  # (3,)
         "questions_by_type": onehot.sum(0),  # (3,)
+        # What each answer would score if given to every question: the answer prior.
+        "accuracy_by_answer": (answer_accuracy.double() * counted).sum(0),  # (A,)
     }
 
 
 def summarize(counts: dict[str, Tensor]) -> dict[str, float]:
-    """Official VQA accuracy overall and per answer type (fractions; 0 for a type without questions)."""
+    """Official VQA accuracy overall and per answer type (fractions; 0 for a type without
+    questions), and the answer prior's: the best constant answer on these questions."""
     sums, totals = counts["accuracy_by_type"].double(), counts["questions_by_type"].double()
     metrics = {
         "accuracy": float(sums.sum() / totals.sum().clamp_min(1)),
+        # The answer prior: the best single answer given to every question.
+        "accuracy_baseline": float(counts["accuracy_by_answer"].max() / totals.sum().clamp_min(1)),
         "questions": int(totals.sum()),
     }
     for k, name in enumerate(ANSWER_TYPES):

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -5,6 +6,7 @@ from groundattn.data.refcoco import load_instances, load_refs
 from groundattn.tasks.refcoco import (
     RefCOCODataset,
     RefCOCOTask,
+    chance_hits,
     collate_refcoco,
     index_stores,
     region_bce,
@@ -36,12 +38,18 @@ def test_top_region_accuracy_on_a_hand_made_batch():
         [[0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool
     )
     assert top_region_hits(scores, targets, candidates).tolist() == [True, False, False]
+    # Chance: one positive among 2 candidates, one among 3, no candidate.
+    chance = chance_hits(targets, candidates)
+    assert torch.allclose(chance, torch.tensor([1 / 2, 1 / 3, 0.0], dtype=torch.float64))
     counts = {
         "correct": torch.tensor(1),
         "answerable": torch.tensor(2),
         "sentences": torch.tensor(3),
+        "chance": chance.sum(),
     }
-    assert summarize(counts) == {"accuracy": 1 / 3, "answerable": 2 / 3, "sentences": 3}
+    assert summarize(counts) == pytest.approx(
+        {"accuracy": 1 / 3, "accuracy_baseline": 5 / 18, "answerable": 2 / 3, "sentences": 3}
+    )
 
 
 def test_region_bce_by_hand():

@@ -73,9 +73,14 @@ def test_summarize_by_hand():
         "grounding_hits": torch.tensor([[1, 3], [2, 0]]),
         "grounding_total": torch.tensor(4),
         "rollout_hits": torch.tensor([2, 4]),
+        "id_by_class": torch.tensor([2, 1, 1]),
+        "grounding_chance": torch.tensor(1.5, dtype=torch.float64),
     }
     m = summarize(counts)
     assert m["id_accuracy"] == 0.75 and m["vgp_accuracy"] == 0.8
+    # Majority classes: id class 0 (2 of 4), VGP class 0 (3 of 5); chance 1.5 of 4 tokens.
+    assert m["id_accuracy_baseline"] == 0.5 and m["vgp_accuracy_baseline"] == 0.6
+    assert m["grounding_baseline"] == 0.375
     # F1: class 0: p=1, r=2/3 → 0.8; class 1: p=1/2, r=1 → 2/3; class 3: 1. Macro over present classes.
     assert m["vgp_macro_f1"] == pytest.approx((0.8 + 2 / 3 + 1) / 3)
     assert m["grounding_best"] == 0.75 and (

@@ -42,10 +42,15 @@ def test_accuracy_counts_by_hand():
     torch.testing.assert_close(
         counts["questions_by_type"], torch.tensor([2.0, 0.0, 1.0], dtype=torch.float64)
     )
+    # The answer prior over the three annotated questions: answer 0 scores 0 + 1 + 0.3.
+    torch.testing.assert_close(
+        counts["accuracy_by_answer"], torch.tensor([1.3, 0.6, 1.0], dtype=torch.float64)
+    )
     metrics = summarize(counts)
     assert metrics == pytest.approx(
         {
             "accuracy": 1.6 / 3,
+            "accuracy_baseline": 1.3 / 3,
             "questions": 3,
             "accuracy_yes_no": 0.8,
             "accuracy_number": 0.0,
