@@ -10,8 +10,12 @@ Stages, each a run directory under ``out``:
 
 A stage whose ``summary.json`` exists is reused; one with checkpoints resumes
 from the last complete one, so a crashed experiment continues where it
-stopped. The report (``results.md``, ``results.csv``, ``results.png`` and the
-attention of the four methods side by side) is written at the end.
+stopped. The report is written at the end: ``results.md`` (Table 1 with a
+"Chance / prior" row, read from the baselines in Original's stage summaries,
+and each method's paired difference to w/o Attention over seeds with a 95 %
+t-interval, see :mod:`groundattn.eval.report`), ``results.csv`` (every seed and
+the chance row), ``differences.csv``, ``results.png``, the learning curves of every stage
+(``learning_curves.{png,csv}``) and the attention of the four methods side by side.
 """
 
 from __future__ import annotations
@@ -30,11 +34,21 @@ from groundattn.config import (
     VQAConfig,
     load_config,
 )
-from groundattn.eval.report import ORIGINAL, markdown_table, results_figure, write_csv
+from groundattn.eval.curves import write_curves
+from groundattn.eval.report import (
+    CHANCE,
+    ORIGINAL,
+    differences_table,
+    markdown_table,
+    results_figure,
+    write_csv,
+    write_differences_csv,
+)
 
 log = logging.getLogger(__name__)
 
 BOXES = ("detected", "ground_truth")
+GROUNDING = ("grounding_best", "grounding_mean", "rollout_best")
 
 
 def _stage(out: Path, run: Callable[[Path, bool], dict], announce: Callable[[str], None]) -> dict:
@@ -53,7 +67,10 @@ def _stage(out: Path, run: Callable[[Path, bool], dict], announce: Callable[[str
 def run_experiment(
     config: ExperimentConfig, out: str | Path, *, announce: Callable[[str], None] = log.info
 ) -> list[dict]:
-    """Runs (or reuses) every stage and writes the report; returns one record per (model, seed)."""
+    """Runs (or reuses) every stage and writes the report.
+
+    Returns the chance record first (method ``"chance"``), then one record per (model, seed).
+    """
     from groundattn.train.pretrain import run_pretrain
     from groundattn.train.refcoco import run_refcoco
     from groundattn.train.vgp import run_vgp
@@ -103,11 +120,12 @@ def run_experiment(
                 announce,
             )
             record["vqa_val"] = vqa["after"]["accuracy"]
+            refs = {}
             for boxes in BOXES:
                 ref_cfg = load(
                     RefCOCOConfig, config.refcoco, "refcoco", *common, f"data.boxes={boxes}"
                 )
-                ref = _stage(
+                ref = refs[boxes] = _stage(
                     out / f"refcoco-{boxes}" / name / f"seed-{seed}",
                     lambda o, r, c=ref_cfg: run_refcoco(c, o, resume=r),
                     announce,
@@ -120,20 +138,35 @@ def run_experiment(
                 if name != ORIGINAL
                 else next(iter(vgp_summaries.values()))["before"]
             )
-            record.update({k: vgp[k] for k in ("grounding_best", "grounding_mean", "rollout_best")})
+            record.update({k: vgp[k] for k in GROUNDING})
             records.append(record)
+            if name == ORIGINAL and seed == config.seeds[0]:  # baselines: the same for all models
+                records.insert(0, _chance_record(seed, vqa, refs, vgp))
     write_report(records, out, minutes=(time.perf_counter() - started) / 60, config=config)
+    write_curves(out)
     if config.visualize and len(config.methods) > 1:
         _compare_attention(config, out)
     return records
 
 
+def _chance_record(seed: int, vqa: dict, refs: dict[str, dict], vgp_before: dict) -> dict:
+    """The trivial baseline of every column from Original's summaries (``None`` where absent)."""
+    record = {"method": CHANCE, "seed": seed, "vqa_val": vqa["after"].get("accuracy_baseline")}
+    for boxes, ref in refs.items():
+        for split, metrics in ref["splits"].items():
+            record[f"refcoco_{boxes}_{split}"] = metrics.get("accuracy_baseline")
+    # Uniform attention over the sample's regions is the chance level of all three.
+    record.update(dict.fromkeys(GROUNDING, vgp_before.get("grounding_baseline")))
+    return record
+
+
 def write_report(
     records: list[dict], out: Path, *, minutes: float, config: ExperimentConfig
 ) -> Path:
-    """``results.md`` (the table), ``results.csv``, ``results.png`` and ``results.json``."""
+    """Writes ``results.{md,csv,png,json}`` and ``differences.csv``; returns ``results.md``."""
     (out / "results.json").write_text(json.dumps(records, indent=2))
     write_csv(records, out / "results.csv")
+    write_differences_csv(records, out / "differences.csv")
     figure = results_figure(records)
     figure.savefig(out / "results.png", dpi=120)
     lines = [
@@ -141,13 +174,21 @@ def write_report(
         "",
         markdown_table(records),
         "",
+        differences_table(records),
+        "",
         f"Data: `{config.data_root}`; methods {', '.join(config.methods)}; seeds {config.seeds};",
         f"this run of the experiment took {minutes:.1f} min (stages reused from earlier runs take no time).",
         "VQA: official accuracy on val. RefCOCO+: accuracy (IoU ≥ 0.5) with detected and ground-truth boxes.",
         "Grounding: share of grounded words whose attention arg-max over regions is their region, on the VGP",
         "validation set (best head, mean over heads, best rollout layer); Original = before VGP fine-tuning.",
+        "Every seed's numbers are in `results.csv`, the paired differences (fractions) in `differences.csv`.",
         "",
         "![results](results.png)",
+        "",
+        "Learning curves of every stage (validation against optimizer steps, baselines dashed;",
+        "numbers in `learning_curves.csv`):",
+        "",
+        "![learning curves](learning_curves.png)",
     ]
     if config.visualize and len(config.methods) > 1:
         lines += [

@@ -1,10 +1,23 @@
-"""The experiment's report: a table laid out like the paper's Table 1, a CSV, a figure.
+"""The experiment's report: a table laid out like the paper's Table 1, CSVs, a figure.
 
-Rows are the model before VGP fine-tuning ("Original") and the four
-fine-tuning methods; columns VQA and RefCOCO+ (detected and ground-truth
-boxes), then the attention grounding accuracy (beyond the paper). Cells are
-mean ± standard deviation over seeds (sample std, n−1; "±" omitted for one
-seed); in each column the best fine-tuning method (all of them on a tie) is in bold.
+Table 1 has one row per model: "Chance / prior" (the trivial baseline of each
+column, so a reader sees what was learned), the model before VGP fine-tuning
+("Original") and the four fine-tuning methods. Columns are VQA and RefCOCO+
+(detected and ground-truth boxes), then the attention grounding accuracy
+(beyond the paper). Cells are mean ± standard deviation over seeds (sample
+std, n−1; "±" omitted for one seed).
+
+Under it, a second table gives each model's paired difference to "w/o
+Attention" (``none``): per seed d_s = metric(method, s) − metric(none, s), and
+the mean of d_s with a 95 % t-interval, mean ± t_{0.975, n−1} · sd/√n. An
+interval that contains 0 is marked "(n.s.)"; one seed gives no interval.
+
+Bold in Table 1: the best fine-tuning method of its column (all of them on a
+tie), if it is w/o Attention itself or its difference to w/o Attention has an
+interval that excludes 0. Chance / prior and Original are never bold.
+
+``results.csv`` holds one row per (method, seed) plus the chance row,
+``differences.csv`` the paired differences (fractions, like the results).
 """
 
 from __future__ import annotations
@@ -12,18 +25,23 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
+CHANCE = "chance"
 ORIGINAL = "original"
+REFERENCE = "none"  # the paired differences are taken to w/o Attention
 METHOD_LABELS = {
+    CHANCE: "Chance / prior",
     ORIGINAL: "Original",
-    "none": "w/o Attention",
+    REFERENCE: "w/o Attention",
     "indirect": "Indirect Attention",
     "direct": "Direct Attention",
     "semi-direct": "Semi-direct Attention",
 }
+NOT_FINE_TUNED = (CHANCE, ORIGINAL)  # never bold, left out of the "best" of a column
 # (key, group, column label)
 COLUMNS = [
     ("vqa_val", "VQAv2", "val"),
@@ -47,6 +65,39 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom."""
+    # scipy.stats.t.ppf calls this; scipy.special imports in a fraction of the time.
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, 0.975))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of per-seed differences with its 95 % t-interval (``None`` for one seed)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        """Whether an interval exists and 0 lies outside it."""
+        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
+
+
+def paired_difference(differences: Sequence[float]) -> PairedDifference:
+    """Mean ± t_{0.975, n−1} · sd/√n of the per-seed differences."""
+    n = len(differences)
+    mean, sd = mean_std(differences)
+    if n < 2:
+        return PairedDifference(mean, None, None, n)
+    half = t_quantile_975(n - 1) * sd / math.sqrt(n)
+    return PairedDifference(mean, mean - half, mean + half, n)
+
+
 def aggregate(records: Sequence[dict]) -> dict[str, dict[str, tuple[float, float, int]]]:
     """method → column → (mean, std, seeds), over the records that hold that column."""
     table: dict[str, dict[str, tuple[float, float, int]]] = {}
@@ -59,21 +110,66 @@ def aggregate(records: Sequence[dict]) -> dict[str, dict[str, tuple[float, float
     return table
 
 
-def markdown_table(records: Sequence[dict]) -> str:
-    """The Table-1 layout in Markdown, values in percent."""
-    table = aggregate(records)
-    keys = [k for k, _, _ in COLUMNS if any(k in cols for cols in table.values())]
-    best: dict[str, set[str]] = {}  # ties: every method at the maximum
-    for key in keys:
-        scored = {m: cols[key][0] for m, cols in table.items() if m != ORIGINAL and key in cols}
-        if scored:
-            top = max(scored.values())
-            best[key] = {m for m, v in scored.items() if v >= top - 1e-12}
+def paired_differences(records: Sequence[dict]) -> dict[str, dict[str, PairedDifference]]:
+    """method → column → difference to w/o Attention, paired over the seeds both hold."""
+    reference = {r["seed"]: r for r in records if r["method"] == REFERENCE}
+    table: dict[str, dict[str, PairedDifference]] = {}
+    for method in METHOD_LABELS:
+        if method in (CHANCE, REFERENCE):
+            continue
+        rows = [r for r in records if r["method"] == method]
+        for key, _, _ in COLUMNS:
+            differences = [
+                float(r[key]) - float(reference[r["seed"]][key])
+                for r in rows
+                if r.get(key) is not None and reference.get(r["seed"], {}).get(key) is not None
+            ]
+            if differences:
+                table.setdefault(method, {})[key] = paired_difference(differences)
+    return table
+
+
+def _shown_columns(table: dict[str, dict]) -> list[str]:
+    """Columns some model (not only the chance row) has a value for."""
+    return [k for k, _, _ in COLUMNS if any(k in c for m, c in table.items() if m != CHANCE)]
+
+
+def _header(keys: Sequence[str], first: str) -> list[str]:
     groups = {k: g for k, g, _ in COLUMNS}
     labels = {k: c for k, _, c in COLUMNS}
-    header1 = "| Fine-tuning method | " + " | ".join(groups[k] for k in keys) + " |"
-    header2 = "| | " + " | ".join(labels[k] for k in keys) + " |"
-    lines = [header1, header2, "|---|" + "---|" * len(keys)]
+    return [
+        f"| {first} | " + " | ".join(groups[k] for k in keys) + " |",
+        "| | " + " | ".join(labels[k] for k in keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+
+
+def bold_cells(records: Sequence[dict]) -> dict[str, set[str]]:
+    """column → methods printed bold: best fine-tuning method, and w/o Attention or significant."""
+    table = aggregate(records)
+    differences = paired_differences(records)
+    bold: dict[str, set[str]] = {}
+    for key, _, _ in COLUMNS:
+        scored = {m: c[key][0] for m, c in table.items() if m not in NOT_FINE_TUNED and key in c}
+        if not scored:
+            continue
+        top = max(scored.values())
+        best = {m for m, v in scored.items() if v >= top - 1e-12}  # ties: all at the maximum
+        bold[key] = {
+            m
+            for m in best
+            if m == REFERENCE
+            or (key in differences.get(m, {}) and differences[m][key].excludes_zero)
+        }
+    return bold
+
+
+def markdown_table(records: Sequence[dict]) -> str:
+    """Table 1 in Markdown, values in percent, with the sentence that explains it."""
+    table = aggregate(records)
+    keys = _shown_columns(table)
+    bold = bold_cells(records)
+    lines = _header(keys, "Fine-tuning method")
     for method, label in METHOD_LABELS.items():
         if method not in table:
             continue
@@ -84,18 +180,60 @@ def markdown_table(records: Sequence[dict]) -> str:
                 continue
             mean, std, n = table[method][key]
             text = f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if n > 1 else "")
-            cells.append(f"**{text}**" if method in best.get(key, ()) else text)
+            cells.append(f"**{text}**" if method in bold.get(key, ()) else text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    seeds = sorted({r["seed"] for r in records})
-    lines.append("")
-    lines.append(
-        f"Mean ± std over seeds {seeds} (percent); bold: best fine-tuning method per column."
-    )
+    seeds = sorted({r["seed"] for r in records if r["method"] != CHANCE})
+    lines += [
+        "",
+        f"Mean ± std over seeds {seeds} (percent). Chance / prior: the trivial baseline of each"
+        " column (VQA: the best constant answer on val; RefCOCO+: a uniform choice among the"
+        " candidate regions; grounding: uniform attention over the sample's regions)."
+        " Bold: the best fine-tuning method of its column (all of them on a tie), if it is"
+        " w/o Attention or its paired difference to w/o Attention has a 95 % interval that"
+        " excludes 0 (table below); Chance / prior and Original are never bold.",
+    ]
+    return "\n".join(lines)
+
+
+def _difference_cell(difference: PairedDifference) -> str:
+    text = f"{100 * difference.mean:+.2f}"
+    if difference.low is None or difference.high is None:
+        return f"{text} (n = 1, no interval)"
+    text += f" [{100 * difference.low:+.2f}, {100 * difference.high:+.2f}]"
+    return text if difference.excludes_zero else f"{text} (n.s.)"
+
+
+def differences_table(records: Sequence[dict]) -> str:
+    """Each model's paired difference to w/o Attention in Markdown ("" without one)."""
+    differences = paired_differences(records)
+    if not differences:
+        return ""
+    keys = _shown_columns(aggregate(records))
+    lines = [
+        "Paired difference to w/o Attention, mean [95 % CI], percentage points",
+        "",
+        *_header(keys, "Fine-tuning method"),
+    ]
+    for method, label in METHOD_LABELS.items():
+        if method not in differences:
+            continue
+        cells = [
+            _difference_cell(differences[method][key]) if key in differences[method] else "–"
+            for key in keys
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Per seed s, d_s = metric(method, s) − metric(w/o Attention, s), over the seeds both"
+        " have; mean of d_s [95 % t-interval, mean ± t_{0.975, n−1} · sd/√n]. (n.s.): the"
+        " interval contains 0, the difference is not significant at 95 %. With one seed no"
+        " interval exists (n = 1).",
+    ]
     return "\n".join(lines)
 
 
 def write_csv(records: Sequence[dict], path: Path) -> Path:
-    """One row per (method, seed) with every column."""
+    """One row per (method, seed) with every column, the chance row included (empty: no value)."""
     fields = ["method", "seed", *[k for k, _, _ in COLUMNS]]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
@@ -105,11 +243,25 @@ def write_csv(records: Sequence[dict], path: Path) -> Path:
     return path
 
 
+def write_differences_csv(records: Sequence[dict], path: Path) -> Path:
+    """One row per (method, column): mean, low, high (empty for one seed), n; fractions."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "column", "mean", "low", "high", "n"])
+        for method, columns in paired_differences(records).items():
+            for key, d in columns.items():
+                writer.writerow([method, key, d.mean, d.low, d.high, d.n])
+    return path
+
+
 def results_figure(records: Sequence[dict]) -> Figure:
-    """Grouped bars per column, one bar per method, error bars = std over seeds."""
+    """Grouped bars per column, one bar per method, error bars = std over seeds.
+
+    The chance level of each column is a dashed black line across its group of bars.
+    """
     table = aggregate(records)
-    keys = [k for k, _, _ in COLUMNS if any(k in cols for cols in table.values())]
-    methods = [m for m in METHOD_LABELS if m in table]
+    keys = _shown_columns(table)
+    methods = [m for m in METHOD_LABELS if m in table and m != CHANCE]
     fig = Figure(figsize=(max(6.0, 1.2 * len(keys)), 4.0), dpi=100)
     ax = fig.add_axes((0.07, 0.3, 0.9, 0.6))
     width = 0.8 / max(len(methods), 1)
@@ -118,10 +270,22 @@ def results_figure(records: Sequence[dict]) -> Figure:
         means = [100 * table[method].get(key, (math.nan, 0, 0))[0] for key in keys]
         stds = [100 * table[method].get(key, (0, 0, 0))[1] for key in keys]
         ax.bar(xs, means, width, yerr=stds, capsize=2, label=METHOD_LABELS[method])
+    chance = table.get(CHANCE, {})
+    at = [k for k, key in enumerate(keys) if key in chance]
+    if at:
+        ax.hlines(
+            [100 * chance[keys[k]][0] for k in at],
+            [k - 0.45 for k in at],
+            [k + 0.45 for k in at],
+            colors="black",
+            linestyles="dashed",
+            linewidth=1.2,
+            zorder=3,
+            label="chance / prior",
+        )
     labels = {k: f"{g}\n{c}" for k, g, c in COLUMNS}
     ax.set_xticks(range(len(keys)), [labels[k] for k in keys], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("%")
-    ax.legend(
-        fontsize=7, ncols=min(len(methods), 5), loc="upper center", bbox_to_anchor=(0.5, 1.18)
-    )
+    entries = len(methods) + bool(at)
+    ax.legend(fontsize=7, ncols=min(entries, 6), loc="upper center", bbox_to_anchor=(0.5, 1.18))
     return fig

@@ -46,7 +46,8 @@ def test_collect_reads_every_stage_with_its_baseline(experiment):
 
 def test_write_curves_writes_the_csv_and_the_figure(experiment, tmp_path):
     csv_path, png_path = write_curves(experiment, tmp_path / "out")
-    rows = list(csv.DictReader(open(csv_path)))
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 7 and rows[0]["stage"] == "pretrain"
     assert png_path.stat().st_size > 10_000
 

@@ -15,7 +15,11 @@ def test_tiny_experiment_writes_the_table_and_resumes(small_scenes, tmp_path):
     out = tmp_path / "experiment"
     said: list[str] = []
     records = run_experiment(config, out, announce=said.append)
-    assert [r["method"] for r in records] == ["original", "none", "direct"]
+    assert [r["method"] for r in records] == ["chance", "original", "none", "direct"]
+    chance, *records = records
+    for key in ("vqa_val", "refcoco_detected_testA", "refcoco_ground_truth_val", "rollout_best"):
+        assert 0.0 < chance[key] <= 1.0  # read from Original's stage summaries
+    assert chance["grounding_best"] == chance["grounding_mean"] == chance["rollout_best"]
     for record in records:
         for key in (
             "vqa_val",
@@ -29,8 +33,12 @@ def test_tiny_experiment_writes_the_table_and_resumes(small_scenes, tmp_path):
         "| Original |" in table
         and "| Direct Attention |" in table
         and "RefCOCO+ (Detected)" in table
+        and "| Chance / prior |" in table
+        and "Paired difference to w/o Attention" in table
+        and "(n = 1, no interval)" in table
     )
-    assert (out / "results.csv").is_file() and (out / "results.png").is_file()
+    assert (out / "results.csv").read_text().splitlines()[1].startswith("chance,0,")
+    assert (out / "differences.csv").is_file() and (out / "results.png").is_file()
     assert (out / "attention" / "compare.png").is_file()
 
     # A crashed experiment continues: only the missing stage runs again.
