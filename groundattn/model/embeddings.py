@@ -6,6 +6,8 @@ BERT's weights load unchanged.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -35,6 +37,11 @@ class VisualEmbedding(nn.Module):
     would drown every word. As in VL-BERT, two learned scalars scale it, one
     where it joins the text and one for region tokens; they start at the scale
     of the word embeddings (:func:`~groundattn.model.from_pretrained` sets them).
+    They are learned as logarithms: Adam moves a parameter by about its learning
+    rate per step whatever its size, so a plain scalar of 0.02 reaches 0 in a
+    few dozen steps of 1e-3 while the regions are still noise to the model, and
+    the visual pathway is switched off for good. In log space every step
+    changes the scale by a factor of about 1 ± lr.
     """
 
     def __init__(self, config: EncoderConfig):
@@ -45,8 +52,26 @@ class VisualEmbedding(nn.Module):
         self.feature_projection = nn.Linear(F, config.hidden_size)
         self.geometry_projection = nn.Linear(6, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.text_scale = nn.Parameter(torch.tensor(config.initializer_range))
-        self.region_scale = nn.Parameter(torch.tensor(config.initializer_range))
+        self.log_text_scale = nn.Parameter(torch.tensor(math.log(config.initializer_range)))
+        self.log_region_scale = nn.Parameter(torch.tensor(math.log(config.initializer_range)))
+
+    @property
+    def text_scale(self) -> Tensor:
+        """() the scale of the whole-image embedding added to the text tokens."""
+        return self.log_text_scale.exp()
+
+    @property
+    def region_scale(self) -> Tensor:
+        """() the scale of the visual embedding of the region tokens."""
+        return self.log_region_scale.exp()
+
+    @torch.no_grad()
+    def set_scales(self, text: float, region: float) -> None:
+        """Sets both scales (positive numbers)."""
+        if not (text > 0 and region > 0):
+            raise ValueError(f"visual scales must be positive, got {text} and {region}")
+        self.log_text_scale.fill_(math.log(text))
+        self.log_region_scale.fill_(math.log(region))
 
     @torch.no_grad()
     def set_feature_statistics(self, mean: Tensor, std: Tensor) -> None:

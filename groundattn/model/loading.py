@@ -146,9 +146,7 @@ def from_pretrained(
     report.unused = [k for k in state if _HF_UNUSED.match(k)]
     # The visual embedding joins the text at the scale of the word embeddings it is added to.
     word_scale = model.embeddings.word_embeddings.weight.detach().std()
-    with torch.no_grad():
-        model.embeddings.visual.text_scale.fill_(word_scale)
-        model.embeddings.visual.region_scale.fill_(word_scale)
+    model.embeddings.visual.set_scales(float(word_scale), float(word_scale))
     report.initialized = [k for k in report.missing if _VISUAL_PARTS.match(k)]
     report.missing = [k for k in report.missing if not _VISUAL_PARTS.match(k)]
     report.log()
@@ -171,9 +169,12 @@ _VLBERT_RULES: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"^(?:module\.)?vlbert\.visual_ln_object\.(.*)$"),
         r"embeddings.visual.LayerNorm.\1",
     ),
-    (re.compile(r"^(?:module\.)?vlbert\.visual_scale_text$"), "embeddings.visual.text_scale"),
-    (re.compile(r"^(?:module\.)?vlbert\.visual_scale_object$"), "embeddings.visual.region_scale"),
 ]
+# VL-BERT's plain visual scales → the encoder's logarithms of them.
+_VLBERT_SCALES = {
+    re.compile(r"^(?:module\.)?vlbert\.visual_scale_text$"): "embeddings.visual.log_text_scale",
+    re.compile(r"^(?:module\.)?vlbert\.visual_scale_object$"): "embeddings.visual.log_region_scale",
+}
 _VLBERT_END = re.compile(r"^(?:module\.)?vlbert\.end_embedding\.weight$")
 
 
@@ -184,6 +185,12 @@ def map_vlbert_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[s
     for key, tensor in state.items():
         if _VLBERT_END.match(key):
             mapped["embeddings.end_token_embedding"] = tensor.reshape(-1)
+            continue
+        scale = next((t for p, t in _VLBERT_SCALES.items() if p.match(key)), None)
+        if scale is not None:
+            if not bool((tensor > 0).all()):
+                raise ValueError(f"{key} is {tensor.tolist()}: a visual scale must be positive")
+            mapped[scale] = tensor.reshape(()).log()
             continue
         for pattern, target in _VLBERT_RULES:
             if pattern.match(key):

@@ -1,0 +1,197 @@
+"""Training learns, through the ordinary runs and the tiny configs.
+
+- Tiny worlds (:mod:`worlds`) whose answer is a linear function of one region's
+  feature, its colour: VQA, referring expressions and image-description
+  identification must learn it.
+- On the small embedded scenes, direct attention supervision must raise the
+  grounding accuracy of the heads well above what no supervision reaches.
+- Periodic validation (``run.eval_every``) keeps running past an epoch boundary.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from worlds import COLOURS, write_refer_world, write_vgp_world, write_vqa_world
+
+from groundattn.config import RefCOCOConfig, VGPConfig, VQAConfig, load_config
+from groundattn.train.refcoco import run_refcoco
+from groundattn.train.vgp import run_vgp
+from groundattn.train.vqa import run_vqa
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+NO_CHECKPOINTS = "run.save_every=100000"  # the last step is saved all the same
+
+
+def _vqa(root, *extra) -> VQAConfig:
+    return load_config(
+        VQAConfig,
+        CONFIGS / "vqa" / "tiny.yaml",
+        [f"data.root={root}", "data.min_answer_count=1", NO_CHECKPOINTS, *extra],
+    )
+
+
+def _refcoco(root, *extra) -> RefCOCOConfig:
+    return load_config(
+        RefCOCOConfig,
+        CONFIGS / "refcoco" / "tiny.yaml",
+        [f"data.root={root}", NO_CHECKPOINTS, *extra],
+    )
+
+
+def _vgp(root, *extra) -> VGPConfig:
+    return load_config(
+        VGPConfig, CONFIGS / "vgp" / "tiny.yaml", [f"data.root={root}", NO_CHECKPOINTS, *extra]
+    )
+
+
+def _curve(summary: dict, key: str) -> list[tuple[int, float]]:
+    return [(h["step"], round(h[key], 3)) for h in summary["history"]]
+
+
+# ---- tiny worlds ---------------------------------------------------------------------------
+
+
+def test_vqa_learns_the_colour_of_the_shape(tmp_path):
+    # 6 colours, a grey distractor beside the shape. Measured: 0.06 before, 0.60 at
+    # step 300, 0.96 at 500, 1.0 from step 600 on.
+    root = write_vqa_world(tmp_path / "data", {"train": 192, "val": 48}, colours=6)
+    summary = run_vqa(
+        _vqa(root, "optim.epochs=100", "optim.max_steps=800", "run.eval_every=100"),
+        tmp_path / "run",
+    )
+    assert summary["answers"] == 6 and summary["after"]["questions"] == 48
+    assert summary["before"]["accuracy"] <= 0.35, _curve(summary, "accuracy")
+    assert summary["after"]["accuracy"] >= 0.95, _curve(summary, "accuracy")
+
+
+def test_refcoco_finds_the_shape_of_the_named_colour(tmp_path):
+    # Four shapes of distinct colours (of 6) per image, one per cell; "the red shape".
+    # Measured: 0.15 before, 0.48 at step 300, 0.96 at 400, 0.98 at 600 (chance 0.25).
+    root = write_refer_world(tmp_path / "data", {"train": 96, "val": 48}, shapes=4, colours=6)
+    summary = run_refcoco(
+        _refcoco(
+            root,
+            "data.boxes=ground_truth",
+            "data.test_splits=[]",
+            "optim.epochs=100",
+            "optim.max_steps=600",
+            "run.eval_every=100",
+        ),
+        tmp_path / "run",
+    )
+    after = summary["after"]
+    assert after["answerable"] == 1.0 and after["accuracy_baseline"] == pytest.approx(0.25)
+    assert after["accuracy"] >= 0.95, _curve(summary, "accuracy")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the tiny encoder reaches id accuracy 0.62 in 800 steps, 0.66 in 2000 (majority 0.49, "
+    "ceiling 0.96); a plain PyTorch transformer of the same size stays at the majority as well",
+)
+def test_vgp_identifies_the_captions_that_name_the_colour(tmp_path):
+    # One shape of 8 colours per image; five captions name its colour; the negative
+    # caption is the dataset's own (the nearest image's). Of the validation samples,
+    # 49 % are class 0 (both captions describe the image: the majority) and 4 % hold a
+    # negative naming the same colour (no model can tell): the ceiling is 0.96.
+    colours = write_vgp_world(tmp_path / "data", {"train": 96, "val": 48}, colours=8)
+    assert len(set(colours)) == len(COLOURS)
+    summary = run_vgp(
+        _vgp(
+            tmp_path / "data",
+            "supervision.method=none",
+            "optim.epochs=100",
+            "optim.max_steps=800",
+            "run.eval_every=100",
+        ),
+        tmp_path / "run",
+    )
+    after = summary["after"]
+    majority = after["id_accuracy_baseline"]
+    assert 0.45 <= majority <= 0.55
+    assert after["id_accuracy"] >= max(0.95 * 0.96, (majority + 1) / 2), _curve(
+        summary, "id_accuracy"
+    )
+
+
+# ---- attention supervision on the small scenes ------------------------------------------------
+
+
+def test_direct_supervision_grounds_the_heads(small_scenes, tmp_path):
+    # Measured (40 steps, tiny preset): grounding_mean 0.196 before; direct 0.247, none
+    # 0.191; uniform attention over the regions 0.218.
+    after = {}
+    for method in ("direct", "none"):
+        summary = run_vgp(
+            _vgp(small_scenes, f"supervision.method={method}", "optim.max_steps=40"),
+            tmp_path / method,
+        )
+        before, after[method] = summary["before"]["grounding_mean"], summary["after"]
+    direct, none = after["direct"]["grounding_mean"], after["none"]["grounding_mean"]
+    chance = after["direct"]["grounding_baseline"]
+    assert direct >= before + 0.04, (before, direct, none, chance)
+    assert direct >= none + 0.04, (before, direct, none, chance)
+    assert direct >= chance + 0.02, (before, direct, none, chance)  # above uniform attention
+
+
+# ---- periodic validation past an epoch boundary ----------------------------------------------
+
+
+def _periodic_validations(out: Path, summary: dict, every: int) -> None:
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["epoch"] for r in records if "loss" in r) == 1  # the second epoch ran
+    steps = summary["steps"]
+    periodic = list(range(every, steps + 1, every))
+    assert len(periodic) >= 2
+    assert [h["step"] for h in summary["history"]] == [0, *periodic]
+    assert [r["step"] for r in records if any(k.startswith("val.") for k in r)] == periodic
+
+
+def test_vgp_validates_periodically_across_epochs(small_scenes, tmp_path):
+    out = tmp_path / "run"
+    # 480 samples: 15 batches of 32 an epoch, 30 steps in two.
+    summary = run_vgp(
+        _vgp(
+            small_scenes,
+            "optim.batch_size=32",
+            "optim.epochs=2",
+            "optim.max_steps=null",
+            "run.eval_every=7",
+            "data.max_val_images=3",
+        ),
+        out,
+    )
+    assert summary["steps"] == 30
+    _periodic_validations(out, summary, 7)
+    assert all(len(h["grounding_per_head"]) == 2 * 4 for h in summary["history"])
+
+
+def test_vqa_validates_periodically_across_epochs(small_scenes, tmp_path):
+    out = tmp_path / "run"
+    summary = run_vqa(
+        _vqa(
+            small_scenes,
+            "optim.epochs=2",
+            "optim.max_steps=null",
+            "run.eval_every=5",
+            "data.max_val_questions=16",
+        ),
+        out,
+    )
+    _periodic_validations(out, summary, 5)
+
+
+def test_refcoco_validates_periodically_across_epochs(small_scenes, tmp_path):
+    out = tmp_path / "run"
+    summary = run_refcoco(
+        _refcoco(
+            small_scenes,
+            "optim.epochs=2",
+            "optim.max_steps=null",
+            "run.eval_every=5",
+            "data.max_val_sentences=16",
+        ),
+        out,
+    )
+    _periodic_validations(out, summary, 5)
