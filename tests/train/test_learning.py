@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from worlds import COLOURS, write_refer_world, write_vgp_world, write_vqa_world
 
-from groundattn.config import RefCOCOConfig, VGPConfig, VQAConfig, load_config
+from groundattn.config import PretrainConfig, RefCOCOConfig, VGPConfig, VQAConfig, load_config
+from groundattn.train.pretrain import run_pretrain
 from groundattn.train.refcoco import run_refcoco
 from groundattn.train.vgp import run_vgp
 from groundattn.train.vqa import run_vqa
@@ -197,3 +198,23 @@ def test_refcoco_validates_periodically_across_epochs(small_scenes, tmp_path):
         out,
     )
     _periodic_validations(out, summary, 5)
+
+
+def test_pretrain_validates_periodically_across_epochs(small_scenes, tmp_path):
+    out = tmp_path / "run"
+    config = load_config(
+        PretrainConfig,
+        CONFIGS / "pretrain" / "tiny.yaml",
+        [
+            f"data.root={small_scenes}",
+            NO_CHECKPOINTS,
+            "optim.batch_size=32",
+            "optim.epochs=2",
+            "optim.max_steps=null",
+            "run.eval_every=2",
+            "data.max_val_images=3",
+        ],
+    )
+    summary = run_pretrain(config, out)
+    _periodic_validations(out, summary, 2)
+    assert all("mlm_accuracy_baseline" in h for h in summary["history"])
