@@ -56,3 +56,17 @@ def test_errors_and_atomicity(tmp_path):
         FeatureStore(path)["9"]
     with pytest.raises(FileNotFoundError):
         FeatureStore(tmp_path / "missing.h5")
+
+
+def test_statistics_by_hand(tmp_path):
+    # Image a: 2 regions of value 1; image b: 3 regions of value 4 → mean 2.8 over 5 regions,
+    # variance (2·1.8² + 3·1.2²) / 5 = 2.16.
+    with FeatureStoreWriter(tmp_path / "s.h5", 3) as writer:
+        writer.add("a", _regions(2, value=1.0))
+        writer.add("b", _regions(3, value=4.0))
+    mean, std = FeatureStore(tmp_path / "s.h5").statistics()
+    np.testing.assert_allclose(mean, [2.8] * 3)
+    np.testing.assert_allclose(std, [np.sqrt(2.16)] * 3)
+    # At most one image in two: every other image, from the first.
+    mean, _ = FeatureStore(tmp_path / "s.h5").statistics(max_images=1)
+    np.testing.assert_allclose(mean, [1.0] * 3)

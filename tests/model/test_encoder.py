@@ -169,3 +169,37 @@ def test_not_requested_attention_raises():
         _ = out.attention.probs
     with pytest.raises(AttentionNotCaptured, match="output_hidden_states"):
         _ = out.hidden_states
+
+
+def test_region_features_are_standardised_with_the_set_statistics():
+    config = preset("tiny")
+    model = VLEncoder(config).eval()
+    visual = model.embeddings.visual
+    F = config.visual_feature_dim
+    mean, std = torch.linspace(-1, 1, F), torch.linspace(0.5, 2, F)
+    features, boxes = torch.randn(2, 3, F), torch.rand(2, 3, 4)
+    reference = visual(((features - mean) / std), boxes)  # identity statistics
+    visual.set_feature_statistics(mean, std)
+    torch.testing.assert_close(visual(features, boxes), reference)
+    # Saved with the weights, so a reloaded model standardises the same way.
+    state = model.state_dict()
+    torch.testing.assert_close(state["embeddings.visual.feature_std"], std)
+    # A constant dimension is only centred; bad statistics are refused.
+    visual.set_feature_statistics(mean, torch.zeros(F))
+    assert bool((visual.feature_std == 1).all())
+    with pytest.raises(ValueError, match="shape"):
+        visual.set_feature_statistics(mean[:2], std[:2])
+    with pytest.raises(ValueError, match="finite"):
+        visual.set_feature_statistics(mean * float("nan"), std)
+
+
+def test_visual_scales_stay_positive_under_any_update():
+    visual = VLEncoder(preset("tiny")).embeddings.visual
+    visual.set_scales(0.02, 0.5)
+    assert float(visual.text_scale) == pytest.approx(0.02)
+    assert float(visual.region_scale) == pytest.approx(0.5)
+    with torch.no_grad():  # a step far larger than the scale itself
+        visual.log_text_scale -= 10.0
+    assert float(visual.text_scale) > 0
+    with pytest.raises(ValueError, match="positive"):
+        visual.set_scales(0.0, 1.0)
