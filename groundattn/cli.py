@@ -339,13 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from groundattn.config import ConfigError
-    from groundattn.data.errors import FormatError
-    from groundattn.viz.run import VisualizeError
+    from groundattn.errors import GroundattnError
 
     try:
         args.func(args)
-    except (ConfigError, FormatError, FileNotFoundError, FileExistsError, VisualizeError) as e:
+    except (GroundattnError, FileNotFoundError, FileExistsError) as e:
         print(f"groundattn: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -12,6 +12,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from groundattn.errors import GroundattnError
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -333,7 +335,7 @@ class ExperimentConfig(Section):
     visualize: bool = Field(True, description="draw the attention of the methods side by side")
 
 
-class ConfigError(ValueError):
+class ConfigError(GroundattnError, ValueError):
     """A configuration that cannot run, with the file and field to fix."""
 
 

@@ -71,6 +71,33 @@ def test_bad_config_is_reported_with_the_field(tmp_path, capsys):
     assert "supervision.method" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content", [b"", b"not a safetensors file", b"\x08" + b"\x00" * 7 + b"{}"])
+def test_corrupt_model_init_is_one_error_line(small_scenes, tmp_path, capsys, content):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(content)
+    args = ["train", "vgp", "--config", str(ROOT / "configs/vgp/tiny.yaml")]
+    args += ["--out", str(tmp_path / "r"), "--set", f"data.root={small_scenes}"]
+    assert main([*args, "--set", f"model.init={weights}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("groundattn: error: "), err
+    assert str(weights) in err[0] and "Traceback" not in err[0]
+
+
+def test_every_user_error_is_a_groundattn_error():
+    # One error mechanism: the CLI catches GroundattnError, and every error type a
+    # user can cause derives from it.
+    from groundattn.config import ConfigError
+    from groundattn.data.errors import FormatError, UnsafePickleError
+    from groundattn.errors import ExistingFileError, GroundattnError, MissingFileError
+    from groundattn.train.checkpoint_io import CheckpointError
+    from groundattn.viz.errors import VisualizeError
+
+    for error in (ConfigError, FormatError, UnsafePickleError, CheckpointError, VisualizeError):
+        assert issubclass(error, GroundattnError), error
+    assert issubclass(MissingFileError, FileNotFoundError)
+    assert issubclass(ExistingFileError, FileExistsError)
+
+
 def test_prepare_features_from_images(small_scenes, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

@@ -13,8 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from groundattn.errors import GroundattnError
 
-class FormatError(ValueError):
+
+class FormatError(GroundattnError, ValueError):
     """Malformed input in a data file.
 
     Attributes:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from groundattn.data.errors import FormatError
 from groundattn.data.extractor import FEATURE_DIM, extract_regions, grid_boxes
 from groundattn.data.store import FeatureStoreWriter, Provenance, RegionFeatures
+from groundattn.errors import MissingFileError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -56,7 +57,7 @@ def featurize_images(
     images, out = Path(images), Path(out)
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{images}: no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise MissingFileError(f"{images}: no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
     given = _read_boxes(Path(boxes)) if boxes is not None else None
     if given is not None:
         missing = sorted(set(given) - {f.stem for f in files})

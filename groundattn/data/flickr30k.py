@@ -21,6 +21,7 @@ from typing import NamedTuple
 from xml.parsers import expat
 
 from groundattn.data.errors import FormatError, read_utf8
+from groundattn.errors import MissingFileError
 
 Box = tuple[float, float, float, float]
 
@@ -341,7 +342,7 @@ class Flickr30kEntities:
         self.root = Path(root)
         for folder in ("Sentences", "Annotations"):
             if not (self.root / folder).is_dir():
-                raise FileNotFoundError(f"{self.root / folder}: no such folder in Flickr30k root")
+                raise MissingFileError(f"{self.root / folder}: no such folder in Flickr30k root")
         self.splits = {
             name: read_split(self.root / f"{name}.txt")
             for name in self.SPLITS

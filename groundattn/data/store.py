@@ -19,6 +19,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from groundattn.errors import MissingFileError
+
 
 class Provenance(enum.IntEnum):
     """Where a box comes from."""
@@ -105,7 +107,7 @@ class FeatureStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"feature store {self.path} does not exist")
+            raise MissingFileError(f"feature store {self.path} does not exist")
         self._file: h5py.File | None = None
         self._pid: int | None = None
         # Read what is needed and close again: no handle may be inherited by forked workers.

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from groundattn.errors import MissingFileError
+
 # (stage folder, metric, baseline key, panel title)
 PANELS = [
     ("pretrain", "mlm_accuracy", "mlm_accuracy_baseline", "Pretraining: MLM accuracy"),
@@ -129,7 +131,7 @@ def write_curves(experiment: str | Path, out: str | Path | None = None) -> tuple
     out.mkdir(parents=True, exist_ok=True)
     points = collect(experiment)
     if not points:
-        raise FileNotFoundError(f"{experiment}: no finished stage with a validation history")
+        raise MissingFileError(f"{experiment}: no finished stage with a validation history")
     csv_path = write_csv(points, out / "learning_curves.csv")
     png_path = out / "learning_curves.png"
     curves_figure(points).savefig(png_path, dpi=110)

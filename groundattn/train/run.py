@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from groundattn.config import ConfigError, load_config
 from groundattn.data.store import FeatureStore
+from groundattn.errors import MissingFileError
 from groundattn.model import VLEncoder, load_tokenizer
 from groundattn.train.checkpoint import (
     CONFIG_FILE,
@@ -256,9 +257,7 @@ def load_recipe(
     model_dir = Path(model_dir)
     config_file = model_dir / CONFIG_FILE
     if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{model_dir}: no {CONFIG_FILE} (expected a run's model/ directory)"
-        )
+        raise MissingFileError(f"{model_dir}: no {CONFIG_FILE} (expected a run's model/ directory)")
     tree = json.loads(config_file.read_text())
     name = tree.pop("task", "vgp" if "supervision" in tree else None)
     if name is None:

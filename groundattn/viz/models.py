@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from groundattn.errors import MissingFileError
 from groundattn.model import VLEncoder, from_pretrained
 from groundattn.train.models import load_trained_encoder
 from groundattn.viz.errors import VisualizeError
@@ -51,7 +52,7 @@ def load_model(name: str, model_dir: str | Path | None, feature_dim: int) -> Loa
     ):
         directory = directory / "model"
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"model {name!r}: {model_dir} has no config.json "
             "(expected a run's model/ directory, or a run directory holding one)"
         )

@@ -32,6 +32,7 @@ from groundattn.data.flickr30k import (
 from groundattn.data.regions import ImageRegions, ground_chains, select_regions
 from groundattn.data.store import FeatureStore
 from groundattn.data.text import tokenize_captions
+from groundattn.errors import MissingFileError
 from groundattn.viz.errors import VisualizeError
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def _open_image(root: Path, image_id: str, image_dir, size: tuple[int, int]) -> 
                 logger.warning("%s is %s, the store says %s: resized", path, image.size, size)
                 image = image.resize(size)
             return image
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no picture of image {image_id} in {', '.join(map(str, folders))} ({'/'.join(IMAGE_SUFFIXES)})"
     )
 

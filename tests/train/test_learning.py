@@ -91,7 +91,9 @@ def test_refcoco_finds_the_shape_of_the_named_colour(tmp_path):
     reason="not learned by the tiny random encoder: it keeps the class prior (0.49) for 800 steps "
     "with hard or random negatives, 0.56 after 1500 steps at lr 3e-3, though comparing the two "
     "captions' colour words alone would give 0.75; a plain PyTorch transformer of the same size "
-    "fails as well. Open: a world or encoder size where identification is learned in seconds.",
+    "fails as well. Slow, not blind: at width 64 (2 layers, lr 2e-3) it reaches 0.56 / 0.64 / 0.75 "
+    "/ 0.80 after 750 / 1500 / 2250 / 3000 steps (72 s). Open: a world or encoder size where "
+    "identification is learned in seconds.",
 )
 def test_vgp_identifies_the_captions_that_name_the_colour(tmp_path):
     # One shape of 8 colours per image; five captions name its colour; the negative

@@ -24,6 +24,7 @@ from groundattn.data.scenes.vgp import LABEL_NAMES, balance, write_vgp_csv
 from groundattn.data.scenes.vqa import write_vqa
 from groundattn.data.scenes.world import IMAGE_SIZE
 from groundattn.data.store import FeatureStoreWriter
+from groundattn.errors import ExistingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def prepare_scenes(
     if out.exists() and not overwrite:
         card_path = out / "card.json"
         if not card_path.is_file():
-            raise FileExistsError(
+            raise ExistingFileError(
                 f"{out} exists but is no complete grounded-scenes set; pass overwrite=True"
             )
         card = json.loads(card_path.read_text(encoding="utf-8"))
@@ -165,7 +166,7 @@ def prepare_scenes(
             seed,
             FORMAT_VERSION,
         ):
-            raise FileExistsError(
+            raise ExistingFileError(
                 f"{out} holds grounded scenes of size {card.get('size')!r}, seed {card.get('seed')}; "
                 "pass overwrite=True to replace them"
             )

@@ -44,6 +44,7 @@ from groundattn.data.flickr30k import Flickr30kEntities
 from groundattn.data.refcoco import load_detections, load_instances
 from groundattn.data.regions import RegionSource, select_regions
 from groundattn.data.store import FeatureStore, Provenance, RegionFeatures
+from groundattn.errors import MissingFileError
 from groundattn.model import VLBatch, pack
 from groundattn.tasks.common import TaskBatch
 
@@ -185,7 +186,7 @@ class CaptionDataset(Dataset):
         root = Path(root)
         entities = Flickr30kEntities(root)
         if split not in entities.splits:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{root}: no split file {split}.txt (found: {sorted(entities.splits)})"
             )
         self.image_ids = entities.splits[split][:max_images]

@@ -35,6 +35,7 @@ from groundattn.data.regions import RegionSource, ground_chains, select_regions
 from groundattn.data.store import FeatureStore
 from groundattn.data.text import tokenize_captions
 from groundattn.data.vgp import match_pairs, read_vgp_csv, swap_label
+from groundattn.errors import MissingFileError
 from groundattn.model import VLBatch, pack
 from groundattn.tasks.common import TaskBatch
 
@@ -82,7 +83,7 @@ class VGPDataset(Dataset):
         root = Path(root)
         entities = Flickr30kEntities(root)
         if split not in entities.splits:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{root}: no split file {split}.txt (found: {sorted(entities.splits)})"
             )
         if negatives not in ("hard", "random"):
