@@ -343,8 +343,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (GroundattnError, FileNotFoundError, FileExistsError) as e:
+    except GroundattnError as e:
         print(f"groundattn: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the system's own error about a path the user named
+        if e.filename is None:
+            raise
+        print(f"groundattn: error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     return 0
 

@@ -83,6 +83,16 @@ def test_corrupt_model_init_is_one_error_line(small_scenes, tmp_path, capsys, co
     assert str(weights) in err[0] and "Traceback" not in err[0]
 
 
+def test_a_missing_path_the_user_named_is_one_error_line(tmp_path, capsys):
+    missing = tmp_path / "no-such-folder"
+    assert (
+        main(["prepare", "features", "--images", str(missing), "--out", str(tmp_path / "s.h5")])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"groundattn: error: {missing}: No such file or directory"]
+
+
 def test_every_user_error_is_a_groundattn_error():
     # One error mechanism: the CLI catches GroundattnError, and every error type a
     # user can cause derives from it.

@@ -27,6 +27,8 @@ from groundattn.data.store import FeatureStoreWriter
 from groundattn.errors import ExistingFileError
 
 logger = logging.getLogger(__name__)
+# Marks a directory that prepare_scenes is writing: only such a leftover is ever removed.
+PARTIAL_MARKER = ".groundattn-partial"
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -144,12 +146,13 @@ def prepare_scenes(
         workers: processes; None picks 1 for small sets and every CPU otherwise. Workers
             are spawned, so a script calling this must guard its entry point with
             ``if __name__ == "__main__":``.
-        overwrite: replace an existing data set.
+        overwrite: replace an existing data set (one that groundattn wrote).
 
     Raises:
         ValueError: for an unknown ``size``.
-        FileExistsError: ``out_dir`` exists and is not this very data set (and
-            ``overwrite`` is False).
+        ExistingFileError: ``out_dir`` exists and is not this very data set (and
+            ``overwrite`` is False), or holds no data set at all; or a
+            ``<out>.partial`` / ``<out>.old`` exists that groundattn did not write.
     """
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
@@ -158,7 +161,7 @@ def prepare_scenes(
         card_path = out / "card.json"
         if not card_path.is_file():
             raise ExistingFileError(
-                f"{out} exists but is no complete grounded-scenes set; pass overwrite=True"
+                f"{out} exists but holds no grounded-scenes set (no card.json); choose another --out"
             )
         card = json.loads(card_path.read_text(encoding="utf-8"))
         if (card.get("size"), card.get("seed"), card.get("format_version")) != (
@@ -174,8 +177,22 @@ def prepare_scenes(
         return out
     if workers is None:
         workers = 1 if SIZES[size].images < 200 else os.cpu_count() or 1
+    if out.exists() and not (out / "card.json").is_file():
+        raise ExistingFileError(
+            f"{out} exists but holds no grounded-scenes set (no card.json); "
+            "overwrite replaces only a set groundattn wrote: choose another --out"
+        )
     partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    old = out.with_name(out.name + ".old")
+    for leftover, written in ((partial, partial / PARTIAL_MARKER), (old, old / "card.json")):
+        if leftover.exists():
+            if not written.is_file():
+                raise ExistingFileError(
+                    f"{leftover} exists and was not written by groundattn; move it away first"
+                )
+            shutil.rmtree(leftover)  # an interrupted earlier run's own leftover
+    partial.mkdir(parents=True)
+    (partial / PARTIAL_MARKER).write_text("written by groundattn prepare scenes\n")
     start = time.perf_counter()
     logger.info(
         "preparing grounded scenes (size %s, seed %d, %d workers) in %s",
@@ -189,9 +206,8 @@ def prepare_scenes(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    (partial / PARTIAL_MARKER).unlink()
     if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
         os.replace(out, old)
         os.replace(partial, out)
         shutil.rmtree(old)

@@ -9,6 +9,7 @@ import pytest
 
 from groundattn.data.refcoco import load_refs
 from groundattn.data.scenes import prepare_scenes
+from groundattn.data.scenes.prepare import PARTIAL_MARKER
 from groundattn.data.store import FeatureStore
 
 
@@ -53,19 +54,46 @@ def test_a_complete_set_is_kept_and_others_are_refused(scenes_dir: Path, tmp_pat
         prepare_scenes(scenes_dir, size="small", seed=3)
     stray = tmp_path / "stray"
     stray.mkdir()
-    with pytest.raises(FileExistsError, match="no complete"):
+    with pytest.raises(FileExistsError, match="no card.json"):
         prepare_scenes(stray, size="small")
     with pytest.raises(ValueError, match="size must be one of"):
         prepare_scenes(tmp_path / "x", size="huge")
 
 
-def test_overwrite_replaces_and_leaves_no_partial(tmp_path: Path) -> None:
+def test_overwrite_replaces_only_a_set_groundattn_wrote(tmp_path: Path) -> None:
     out = tmp_path / "set"
     out.mkdir()
-    (out / "junk.txt").write_text("old")
-    prepare_scenes(out, size="small", seed=2, overwrite=True)
-    assert not (out / "junk.txt").exists() and (out / "card.json").is_file()
+    (out / "junk.txt").write_text("the user's")
+    with pytest.raises(FileExistsError, match="no card.json"):
+        prepare_scenes(out, size="small", seed=2, overwrite=True)
+    assert (out / "junk.txt").read_text() == "the user's"
+    (out / "junk.txt").unlink()
+    out.rmdir()
+    prepare_scenes(out, size="small", seed=2)
+    prepare_scenes(out, size="small", seed=3, overwrite=True)
+    assert json.loads((out / "card.json").read_text())["seed"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no partial, no old
+
+
+@pytest.mark.parametrize("suffix", [".partial", ".old"])
+def test_a_users_directory_named_like_a_temporary_is_kept(tmp_path: Path, suffix: str) -> None:
+    users = tmp_path / f"set{suffix}"
+    users.mkdir()
+    (users / "notes.txt").write_text("the user's")
+    with pytest.raises(FileExistsError, match="not written by groundattn"):
+        prepare_scenes(tmp_path / "set", size="small")
+    assert (users / "notes.txt").read_text() == "the user's"
+    assert not (tmp_path / "set").exists()
+
+
+def test_an_interrupted_runs_own_partial_is_replaced(tmp_path: Path) -> None:
+    partial = tmp_path / "set.partial"
+    partial.mkdir()
+    (partial / PARTIAL_MARKER).write_text("")
+    (partial / "half-written.txt").write_text("")
+    prepare_scenes(tmp_path / "set", size="small")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+    assert not (tmp_path / "set" / PARTIAL_MARKER).exists()
 
 
 def test_card_counts_match_the_files(scenes_dir: Path) -> None:
