@@ -214,7 +214,11 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
         log.info("before training: %s", before)
     recipe.before_fit(trainer)
     state = trainer.fit()
-    after = trainer.evaluate()
+    last = trainer.history[-1] if trainer.history else {}
+    if last.get("step") == state["step"]:  # the periodic validation of the last step
+        after = {k: v for k, v in last.items() if k != "step"}
+    else:
+        after = trainer.evaluate()
     extra = recipe.after_fit(trainer, datasets, out_dir, after)
     summary = {
         **recipe.summary_head(),
