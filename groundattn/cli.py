@@ -306,7 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="a run's model/ directory")
     evaluate.add_argument("--data", help="data root (default: the one it was trained on)")
     evaluate.add_argument("--split", default="val")
-    evaluate.add_argument("--out", help="where predictions go (VQA; default: beside model/)")
+    evaluate.add_argument(
+        "--out",
+        help="where predictions go (VQA; default: a new evaluations/<split>-<k>/ beside model/)",
+    )
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument(
         "--set",

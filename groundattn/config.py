@@ -6,17 +6,23 @@ dotted field and the accepted values.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from groundattn.errors import GroundattnError
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: `batch_size: true` or `lr: "1e-4"` is an error, not 1 and 0.0001; no inf or nan.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# A path may be written as a string (YAML, JSON, --set).
+PathField = Annotated[Path, Strict(False)]
 
 
 class ModelSection(Section):
@@ -38,7 +44,7 @@ class ModelSection(Section):
 
 
 class DataSection(Section):
-    root: Path = Field(
+    root: PathField = Field(
         description="data set directory (Flickr30k Entities layout, VGP CSV, features/)"
     )
     train_split: str = Field(
@@ -150,7 +156,7 @@ RegionChoice = Literal["ground_truth", "detected", "all"]
 
 
 class PretrainDataSection(Section):
-    root: Path = Field(
+    root: PathField = Field(
         description="Flickr30k Entities root with features/<split>.h5 (captions of Sentences/)"
     )
     train_split: str = Field(
@@ -205,7 +211,7 @@ class PretrainConfig(Section):
 
 
 class VQADataSection(Section):
-    root: Path = Field(description="data set directory holding the VQAv2 files and features/")
+    root: PathField = Field(description="data set directory holding the VQAv2 files and features/")
     train_split: str = Field(
         "train", description="split used for training (and the answer vocabulary)"
     )
@@ -261,7 +267,7 @@ class VQAConfig(Section):
 
 
 class RefCOCODataSection(Section):
-    root: Path = Field(description="data set directory holding the refer files and features/")
+    root: PathField = Field(description="data set directory holding the refer files and features/")
     refs: str = Field("refcoco+/refs(unc).p", description="refs pickle, root-relative")
     instances: str = Field(
         "refcoco+/instances.json", description="COCO instances file (referent boxes), root-relative"
@@ -307,7 +313,7 @@ class RefCOCOConfig(Section):
 class ExperimentConfig(Section):
     """The experiment of Table 1: one pretraining, then each method, every task, each seed."""
 
-    data_root: Path = Field(
+    data_root: PathField = Field(
         Path("data/scenes"), description="data set directory used by every stage"
     )
     prepare_scenes: bool = Field(
@@ -321,12 +327,14 @@ class ExperimentConfig(Section):
         min_length=1,
         description="VGP fine-tuning methods compared",
     )
-    pretrain: Path = Field(
+    pretrain: PathField = Field(
         Path("configs/pretrain/default.yaml"), description="config of the VL pretraining"
     )
-    vgp: Path = Field(Path("configs/vgp/default.yaml"), description="config of the VGP fine-tuning")
-    vqa: Path = Field(Path("configs/vqa/default.yaml"), description="config of the VQA runs")
-    refcoco: Path = Field(
+    vgp: PathField = Field(
+        Path("configs/vgp/default.yaml"), description="config of the VGP fine-tuning"
+    )
+    vqa: PathField = Field(Path("configs/vqa/default.yaml"), description="config of the VQA runs")
+    refcoco: PathField = Field(
         Path("configs/refcoco/default.yaml"), description="config of the RefCOCO+ runs"
     )
     overrides: dict[Literal["pretrain", "vgp", "vqa", "refcoco"], list[str]] = Field(
@@ -337,6 +345,22 @@ class ExperimentConfig(Section):
 
 class ConfigError(GroundattnError, ValueError):
     """A configuration that cannot run, with the file and field to fix."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, except that ``1e-4`` is a float as in YAML 1.2."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(text: str) -> Any:
+    """YAML with ``3e-5`` read as a number (PyYAML alone reads it as a string)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -357,7 +381,7 @@ def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected key=value, e.g. optim.lr=3e-5")
-        out.append((key.strip(), yaml.safe_load(raw) if raw else None))
+        out.append((key.strip(), read_yaml(raw) if raw else None))
     return out
 
 
@@ -373,7 +397,7 @@ def load_config(
     if path is not None:
         source = str(path)
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
+            loaded = read_yaml(Path(path).read_text())
         except OSError as e:
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
         except yaml.YAMLError as e:
@@ -389,5 +413,6 @@ def load_config(
         lines = []
         for err in e.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {field}: {err['msg']}")
+            found = "" if err["type"] == "missing" else f" (found {err['input']!r})"
+            lines.append(f"  {field}: {err['msg']}{found}")
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None

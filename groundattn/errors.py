@@ -20,3 +20,7 @@ class MissingFileError(GroundattnError, FileNotFoundError):
 
 class ExistingFileError(GroundattnError, FileExistsError):
     """A command would replace a file or directory it did not write."""
+
+
+class NonFiniteError(GroundattnError, ArithmeticError):
+    """A loss, a gradient or an input that is infinite or not a number."""

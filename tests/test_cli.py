@@ -7,13 +7,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from groundattn.cli import main
-from groundattn.config import VGPConfig, load_config
+from groundattn.config import (
+    ExperimentConfig,
+    PretrainConfig,
+    RefCOCOConfig,
+    VGPConfig,
+    VQAConfig,
+    load_config,
+)
 from groundattn.data.store import FeatureStore, Provenance
 
 ROOT = Path(__file__).parent.parent
+CONFIG_CLASSES = {
+    "pretrain": PretrainConfig,
+    "vgp": VGPConfig,
+    "vqa": VQAConfig,
+    "refcoco": RefCOCOConfig,
+    "experiment": ExperimentConfig,
+}
 
 
 def test_every_config_parses():
@@ -24,10 +37,14 @@ def test_every_config_parses():
         assert first.startswith("# groundattn "), (
             f"{file} is not headed by the command that runs it"
         )
-        if file.parent.name == "vgp":
-            load_config(VGPConfig, file)
-        else:
-            assert isinstance(yaml.safe_load(file.read_text()), dict)
+        config = load_config(CONFIG_CLASSES[file.parent.name], file)
+        if isinstance(config, ExperimentConfig):  # each stage with the preset's overrides
+            for stage in ("pretrain", "vgp", "vqa", "refcoco"):
+                load_config(
+                    CONFIG_CLASSES[stage],
+                    ROOT / getattr(config, stage),
+                    [f"data.root={config.data_root}", *config.overrides.get(stage, [])],
+                )
 
 
 def test_prepare_scenes_and_train_vgp(tmp_path, capsys):

@@ -190,6 +190,7 @@ class CocoInstances:
     images: dict[int, CocoImage]
     annotations: dict[int, CocoAnnotation]
     categories: dict[int, str]
+    path: Path = Path("instances.json")
 
 
 _IMAGE_FIELDS = (("id", int), ("width", int), ("height", int), ("file_name", str))
@@ -234,7 +235,9 @@ def load_instances(path: str | Path) -> CocoInstances:
                 path, f"unknown category {ann.category_id}", field=f"{where}.category_id"
             )
         annotations[ann.id] = ann
-    return CocoInstances(images=images, annotations=annotations, categories=categories)
+    return CocoInstances(
+        images=images, annotations=annotations, categories=categories, path=Path(path)
+    )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from groundattn.errors import MissingFileError
+from groundattn.data.errors import FormatError
+from groundattn.errors import MissingFileError, NonFiniteError
 
 
 class Provenance(enum.IntEnum):
@@ -75,6 +76,8 @@ class FeatureStoreWriter:
             )
         if key in self.images:
             raise ValueError(f"image {key} is already in {self.path}")
+        for name in ("boxes", "features"):
+            _check_finite(getattr(regions, name), self.path, key, name)
         group = self.images.create_group(key)
         group.create_dataset("boxes", data=regions.boxes.astype(np.float32))
         group.create_dataset("features", data=regions.features.astype(np.float32))
@@ -111,10 +114,18 @@ class FeatureStore:
         self._file: h5py.File | None = None
         self._pid: int | None = None
         # Read what is needed and close again: no handle may be inherited by forked workers.
-        with h5py.File(self.path, "r") as f:
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as error:
+            raise FormatError(
+                self.path, f"not an HDF5 file ({error}); expected a feature store"
+            ) from None
+        with f:
             if "feature_dim" not in f.attrs or "images" not in f:
-                raise ValueError(
-                    f"{self.path}: not a groundattn feature store (no feature_dim or /images)"
+                raise FormatError(
+                    self.path,
+                    "not a groundattn feature store (no feature_dim attribute or /images group); "
+                    "write one with `groundattn prepare features` or `prepare bottomup`",
                 )
             self.feature_dim = int(f.attrs["feature_dim"])
 
@@ -156,7 +167,9 @@ class FeatureStore:
         images = self._handle()["images"]
         key = str(image_id)
         if key not in images:
-            raise KeyError(f"image {key} is not in feature store {self.path}")
+            raise FormatError(
+                self.path, f"image {key} is not in this feature store (no group /images/{key})"
+            )
         return images[key]
 
     def features(self, image_id: str | int, rows: np.ndarray) -> np.ndarray:
@@ -165,7 +178,7 @@ class FeatureStore:
         order = np.argsort(rows)  # h5py reads increasing indices
         out = np.empty((len(rows), self.feature_dim), np.float32)
         out[order] = self._group(image_id)["features"][rows[order]]
-        return out
+        return _check_finite(out, self.path, image_id, "features")
 
     def statistics(self, max_images: int = 4000) -> tuple[np.ndarray, np.ndarray]:
         """Per-dimension mean and standard deviation (F,) of the region features.
@@ -178,13 +191,15 @@ class FeatureStore:
             raise ValueError(f"{self.path}: the feature store holds no image")
         chosen = ids[:: max(1, -(-len(ids) // max_images))]
         images = self._handle()["images"]
-        features = np.concatenate([images[i]["features"][()] for i in chosen]).astype(np.float64)
+        features = np.concatenate(
+            [_check_finite(images[i]["features"][()], self.path, i, "features") for i in chosen]
+        ).astype(np.float64)
         return features.mean(0), features.std(0)
 
     def layout(self, image_id: str | int) -> RegionFeatures:
         """Boxes, provenance and size of one image, with an empty (K, 0) feature array."""
         group = self._group(image_id)
-        boxes = group["boxes"][()]
+        boxes = _check_finite(group["boxes"][()], self.path, image_id, "boxes")
         return RegionFeatures(
             boxes=boxes,
             features=np.zeros((len(boxes), 0), np.float32),
@@ -196,9 +211,21 @@ class FeatureStore:
     def __getitem__(self, image_id: str | int) -> RegionFeatures:
         group = self._group(image_id)
         return RegionFeatures(
-            boxes=group["boxes"][()],
-            features=group["features"][()],
+            boxes=_check_finite(group["boxes"][()], self.path, image_id, "boxes"),
+            features=_check_finite(group["features"][()], self.path, image_id, "features"),
             provenance=group["provenance"][()],
             width=int(group.attrs["width"]),
             height=int(group.attrs["height"]),
         )
+
+
+def _check_finite(values: np.ndarray, path: Path, image_id: str | int, name: str) -> np.ndarray:
+    """``values``, or an error naming the image and the first row that is inf or nan."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        raise NonFiniteError(
+            f"{path}: image {image_id}: {name} row {row} holds inf or nan "
+            f"({int((~finite).sum())} non-finite values); rebuild the store from finite features"
+        )
+    return values

@@ -20,13 +20,17 @@ the chance row), ``differences.csv``, ``results.png``, the learning curves of ev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from groundattn.config import (
+    ConfigError,
     ExperimentConfig,
     PretrainConfig,
     RefCOCOConfig,
@@ -44,6 +48,8 @@ from groundattn.eval.report import (
     write_csv,
     write_differences_csv,
 )
+from groundattn.train.checkpoint import MANIFEST_FILE
+from groundattn.train.run import flatten as _flatten
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +57,62 @@ BOXES = ("detected", "ground_truth")
 GROUNDING = ("grounding_best", "grounding_mean", "rollout_best")
 
 
-def _stage(out: Path, run: Callable[[Path, bool], dict], announce: Callable[[str], None]) -> dict:
+STAGE_FILE = "stage.json"
+
+
+def data_fingerprint(root: Path) -> str:
+    """sha256 over the relative path, size and modification time of every file under ``root``."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """sha256 of a finished stage's export manifest (which holds the sha256 of its weights)."""
+    return hashlib.sha256((model_dir / MANIFEST_FILE).read_bytes()).hexdigest()
+
+
+def _stage_identity(config, data: str, parent: Path | None) -> dict:
+    return {
+        "config": config.model_dump(mode="json"),
+        "data": data,
+        "parent": None if parent is None else model_fingerprint(parent),
+    }
+
+
+def _check_identity(out: Path, identity: dict) -> None:
+    """Refuses a stage directory made with another configuration, data or parent model."""
+    file = out / STAGE_FILE
+    if not file.is_file():
+        if (out / "summary.json").is_file():
+            raise ConfigError(
+                f"{out}: a finished stage without {STAGE_FILE} (made by an older groundattn): "
+                "cannot tell what it was run with; choose another --out"
+            )
+        return
+    old, new = _flatten(json.loads(file.read_text())), _flatten(identity)
+    changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    if changed:
+        raise ConfigError(
+            f"{out} was run with another configuration, data or parent model "
+            f"(differs in: {', '.join(changed)}); choose another --out, or restore what it was run with"
+        )
+
+
+def _stage(
+    out: Path, identity: dict, run: Callable[[Path, bool], dict], announce: Callable[[str], None]
+) -> dict:
+    _check_identity(out, identity)
     summary_file = out / "summary.json"
     if summary_file.is_file():
         announce(f"reuse  {out}")
         return json.loads(summary_file.read_text())
-    resume = (out / "checkpoints").is_dir()
-    announce(f"{'resume' if resume else 'run   '} {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STAGE_FILE).write_text(json.dumps(identity, indent=2))
+    announce(f"{'resume' if (out / 'checkpoints').is_dir() else 'run   '} {out}")
+    resume = out.is_dir()  # the experiment's own stage directory: continue what is there
     started = time.perf_counter()
     summary = run(out, resume)
     announce(f"       {out}: {time.perf_counter() - started:.0f} s")
@@ -85,8 +140,14 @@ def run_experiment(
         return load_config(cls, file, extra)
 
     started = time.perf_counter()
+    data = data_fingerprint(Path(root))
     pretrain_cfg = load(PretrainConfig, config.pretrain, "pretrain", f"run.seed={config.seeds[0]}")
-    _stage(out / "pretrain", lambda o, r: run_pretrain(pretrain_cfg, o, resume=r), announce)
+    _stage(
+        out / "pretrain",
+        _stage_identity(pretrain_cfg, data, None),
+        lambda o, r: run_pretrain(pretrain_cfg, o, resume=r),
+        announce,
+    )
     original = out / "pretrain" / "model"
 
     records = []
@@ -103,6 +164,7 @@ def run_experiment(
             )
             vgp_summaries[method] = _stage(
                 out / "vgp" / method / f"seed-{seed}",
+                _stage_identity(cfg, data, original),
                 lambda o, r, c=cfg: run_vgp(c, o, resume=r),
                 announce,
             )
@@ -116,6 +178,7 @@ def run_experiment(
             vqa_cfg = load(VQAConfig, config.vqa, "vqa", *common)
             vqa = _stage(
                 out / "vqa" / name / f"seed-{seed}",
+                _stage_identity(vqa_cfg, data, init),
                 lambda o, r, c=vqa_cfg: run_vqa(c, o, resume=r),
                 announce,
             )
@@ -127,6 +190,7 @@ def run_experiment(
                 )
                 ref = refs[boxes] = _stage(
                     out / f"refcoco-{boxes}" / name / f"seed-{seed}",
+                    _stage_identity(ref_cfg, data, init),
                     lambda o, r, c=ref_cfg: run_refcoco(c, o, resume=r),
                     announce,
                 )
@@ -142,7 +206,9 @@ def run_experiment(
             records.append(record)
             if name == ORIGINAL and seed == config.seeds[0]:  # baselines: the same for all models
                 records.insert(0, _chance_record(seed, vqa, refs, vgp))
-    write_report(records, out, minutes=(time.perf_counter() - started) / 60, config=config)
+    write_report(
+        records, out, minutes=(time.perf_counter() - started) / 60, config=config, data=data
+    )
     write_curves(out)
     if config.visualize and len(config.methods) > 1:
         _compare_attention(config, out)
@@ -161,7 +227,7 @@ def _chance_record(seed: int, vqa: dict, refs: dict[str, dict], vgp_before: dict
 
 
 def write_report(
-    records: list[dict], out: Path, *, minutes: float, config: ExperimentConfig
+    records: list[dict], out: Path, *, minutes: float, config: ExperimentConfig, data: str = ""
 ) -> Path:
     """Writes ``results.{md,csv,png,json}`` and ``differences.csv``; returns ``results.md``."""
     (out / "results.json").write_text(json.dumps(records, indent=2))
@@ -189,6 +255,15 @@ def write_report(
         "numbers in `learning_curves.csv`):",
         "",
         "![learning curves](learning_curves.png)",
+        "",
+        "## What was run",
+        "",
+        f"Data root `{config.data_root}`, fingerprint `{data[:16]}` (sha256 over its files' paths, sizes",
+        f"and times); every stage's resolved configuration is its `{STAGE_FILE}`. The experiment configuration:",
+        "",
+        "```yaml",
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).rstrip(),
+        "```",
     ]
     if config.visualize and len(config.methods) > 1:
         lines += [

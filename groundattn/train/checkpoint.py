@@ -175,8 +175,10 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return None
 
 
-def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Check a checkpoint against its manifest: presence, size and sha256 of every file.
+def verify_checkpoint(
+    path: str | os.PathLike, required: tuple[str, ...] = (MODEL_FILE, STATE_FILE)
+) -> dict[str, Any]:
+    """Check a checkpoint (or an export) against its manifest: presence, size and sha256 of every file.
 
     Returns:
         The manifest.
@@ -205,9 +207,9 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path}: {MANIFEST_FILE} is malformed ({error!r})"
         ) from error
-    for required in (MODEL_FILE, STATE_FILE):
-        if required not in entries:
-            raise CheckpointError(f"checkpoint {path}: {MANIFEST_FILE} does not list {required}")
+    for name in required:
+        if name not in entries:
+            raise CheckpointError(f"checkpoint {path}: {MANIFEST_FILE} does not list {name}")
     match = _STEP_DIR.fullmatch(path.name)
     if match and int(match[1]) != step:
         raise CheckpointError(
@@ -284,6 +286,27 @@ def load_checkpoint(
     return state
 
 
+def seal_export(directory: str | os.PathLike, step: int) -> None:
+    """Writes the manifest (size and sha256 of every file) of a finished export, last."""
+    directory = Path(directory)
+    write_file(directory / MANIFEST_FILE, json_bytes(_manifest(directory, step), what="manifest"))
+    fsync_dir(directory)
+
+
+def verify_saved(directory: str | os.PathLike) -> None:
+    """Verifies a checkpoint or an export directory against its manifest.
+
+    An export written before exports carried a manifest loads with a warning.
+    """
+    directory = Path(directory)
+    if _STEP_DIR.fullmatch(directory.name):
+        verify_checkpoint(directory)
+    elif (directory / MANIFEST_FILE).is_file():
+        verify_checkpoint(directory, required=(MODEL_FILE, CONFIG_FILE))
+    else:
+        logger.warning("%s has no %s: its files are not verified", directory, MANIFEST_FILE)
+
+
 def load_model_weights(
     path_or_file: str | os.PathLike, model: nn.Module, strict: bool = True
 ) -> tuple[list[str], list[str]]:
@@ -300,11 +323,10 @@ def load_model_weights(
     """
     file = Path(path_or_file)
     if file.is_dir():
-        if (file / MANIFEST_FILE).exists() or _STEP_DIR.fullmatch(file.name):
-            verify_checkpoint(file)
+        verify_saved(file)
         file = file / MODEL_FILE
     elif (file.parent / MANIFEST_FILE).exists():
-        verify_checkpoint(file.parent)
+        verify_saved(file.parent)
     if not file.is_file():
         raise CheckpointError(f"weights file {file} does not exist")
     return load_weights(file, model, strict=strict)
@@ -312,6 +334,8 @@ def load_model_weights(
 
 def save_model(directory: str | os.PathLike, model: nn.Module, config: Mapping[str, Any]) -> Path:
     """Export ``model.safetensors`` and ``config.json``, each written atomically.
+
+    :func:`seal_export` then writes the manifest that loading verifies.
 
     Each file is replaced whole (temporary file, fsync, ``os.replace``); the
     pair is not one transaction, so write an export directory once per model.
@@ -325,6 +349,7 @@ def save_model(directory: str | os.PathLike, model: nn.Module, config: Mapping[s
         MODEL_FILE: cpu_clones(model.state_dict()),
     }
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / MANIFEST_FILE).unlink(missing_ok=True)  # sealed again by seal_export
     for name, content in contents.items():
         tmp = directory / f".{name}.tmp-{os.getpid()}"
         try:

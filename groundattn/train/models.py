@@ -9,7 +9,7 @@ from pathlib import Path
 from groundattn.config import ModelSection
 from groundattn.errors import MissingFileError
 from groundattn.model import VLEncoder, from_pretrained, load_vlbert_checkpoint, preset
-from groundattn.train.checkpoint import MANIFEST_FILE, CheckpointError, verify_checkpoint
+from groundattn.train.checkpoint import MANIFEST_FILE, MODEL_FILE, CheckpointError, verify_saved
 from groundattn.train.checkpoint_io import read_tensors
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,10 @@ def build_encoder(model: ModelSection, feature_dim: int) -> tuple[VLEncoder, set
 
 def _weights_file(path: Path) -> Path:
     if path.is_dir():
-        if (path / MANIFEST_FILE).exists():
-            verify_checkpoint(path)
-        path = path / "model.safetensors"
+        verify_saved(path)
+        path = path / MODEL_FILE
+    elif (path.parent / MANIFEST_FILE).exists():
+        verify_saved(path.parent)
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist")
     return path

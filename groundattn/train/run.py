@@ -31,15 +31,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from groundattn.config import ConfigError, load_config
 from groundattn.data.store import FeatureStore
-from groundattn.errors import MissingFileError
+from groundattn.errors import ExistingFileError, MissingFileError
 from groundattn.model import VLEncoder, load_tokenizer
 from groundattn.train.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
+    STATE_FILE,
     latest_checkpoint,
     load_model_weights,
     save_model,
+    seal_export,
 )
+from groundattn.train.checkpoint_io import read_json
 from groundattn.train.models import build_encoder
 from groundattn.train.trainer import TrainData, Trainer, make_accelerator
 
@@ -157,10 +160,77 @@ def check_paths(recipe: Recipe, out_dir: Path, resume: bool) -> None:
         value = getattr(config.model, field)
         if value and not Path(value).exists():
             raise ConfigError(f"model.{field}: {value} does not exist")
-    if not resume and latest_checkpoint(out_dir) is not None:
-        raise ConfigError(
-            f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --out"
+    last = latest_checkpoint(out_dir)
+    finished = [name for name in FINISHED if (out_dir / name).exists()]
+    if not resume:
+        if last is not None:
+            raise ConfigError(
+                f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --out"
+            )
+        done = finished + [name for name in (METRICS,) if (out_dir / name).exists()]
+        if done:
+            raise ExistingFileError(
+                f"{out_dir} already holds a run ({', '.join(done)}); choose another --out"
+            )
+    elif last is None and finished:
+        raise ExistingFileError(
+            f"{out_dir} holds a finished run ({', '.join(finished)}) and no checkpoint to "
+            "resume from; choose another --out"
         )
+
+
+# What a finished run leaves in its directory; a fresh run refuses a directory holding it.
+FINISHED = ("summary.json", "model")
+METRICS = "metrics.jsonl"
+
+# Fields a resumed run may change: they extend the run or change what is logged, not its result.
+RESUMABLE_CHANGES = (
+    "optim.max_steps",
+    "optim.epochs",
+    "run.log_every",
+    "run.eval_every",
+    "run.save_every",
+    "run.keep_last",
+    "data.num_workers",
+)
+
+
+def _free_name(directory: Path, stem: str, suffix: str) -> Path:
+    k = 1
+    while (directory / f"{stem}-{k}{suffix}").exists():
+        k += 1
+    return directory / f"{stem}-{k}{suffix}"
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def check_resume(saved: dict, requested: dict, checkpoint: Path) -> dict[str, list]:
+    """The allowed changes ``{field: [saved, requested]}`` of a resume; refuses any other.
+
+    Raises:
+        ConfigError: listing every field whose change would alter the result.
+    """
+    old, new = flatten(saved), flatten(requested)
+    changed = {
+        k: [old.get(k), new.get(k)]
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k)
+    }
+    refused = [k for k in changed if k not in RESUMABLE_CHANGES]
+    if refused:
+        listed = "; ".join(f"{k}: {changed[k][0]!r} -> {changed[k][1]!r}" for k in refused)
+        raise ConfigError(
+            f"--resume: the configuration differs from the one of {checkpoint} in fields that "
+            f"change the result ({listed}); resume with the same values, or start a new --out"
+        )
+    return {k: changed[k] for k in changed}
 
 
 def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
@@ -168,10 +238,21 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
     config, out_dir = recipe.config, Path(out_dir)
     check_paths(recipe, out_dir, resume)
     accelerator = make_accelerator(config.run, config.optim.grad_accum)
-    out_dir.mkdir(parents=True, exist_ok=True)
     dump = config.model_dump(mode="json")
+    identity = {"task": recipe.name, **dump}  # what checkpoints and the export record
+    last = latest_checkpoint(out_dir) if resume else None
+    changes = check_resume(read_json(last / STATE_FILE)["config"], identity, last) if last else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
+        if last is None and (out_dir / METRICS).exists():  # a resume with nothing to resume
+            kept = _free_name(out_dir, "metrics-restarted", ".jsonl")
+            (out_dir / METRICS).rename(kept)
+            log.info("no checkpoint to resume from: starting again, the earlier log is %s", kept)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(dump, sort_keys=False))
+        if changes:
+            log.info("resumed with changed fields: %s", changes)
+            with open(out_dir / "resumes.jsonl", "a") as f:
+                f.write(json.dumps({"checkpoint": str(last), "changed": changes}) + "\n")
     tokenizer = load_tokenizer(config.model.bert)
     with accelerator.main_process_first():
         datasets = recipe.datasets(tokenizer)
@@ -203,7 +284,7 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
         config.optim,
         config.run,
         out_dir,
-        config=dump,
+        config=identity,
         accelerator=accelerator,
         new_parameters=new_parameters,
     )
@@ -233,9 +314,10 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
         save_model(
             out_dir / "model",
             accelerator.unwrap_model(trainer.module),
-            {"task": recipe.name, **dump},
+            identity,
         )
         recipe.export(out_dir / "model")
+        seal_export(out_dir / "model", state["step"])
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -333,10 +415,15 @@ def evaluate(
         data_root: the data set (default: the one the run was trained on).
         split: the split to evaluate (refs split for refcoco).
         overrides: dotted config changes, e.g. ``data.boxes=ground_truth``.
-        out_dir: where files such as VQA predictions go (default: beside ``model_dir``).
+        out_dir: where files such as VQA predictions go (default: a new
+            ``evaluations/<split>-<k>/`` beside ``model_dir``).
         task: the task the model must have been trained for (None: any).
     """
     model_dir = Path(model_dir)
+    if batch_size < 1:
+        raise ConfigError(
+            f"--batch-size: expected a positive number of samples, found {batch_size}"
+        )
     recipe = load_recipe(model_dir, data_root, overrides)
     if task is not None and recipe.name != task:
         raise ConfigError(f"{model_dir}: a {recipe.name} model, not a {task} one")
@@ -349,7 +436,12 @@ def evaluate(
         "split": split,
         **count_metrics(module, dataset, recipe, batch_size=batch_size, device=device),
     }
-    out = Path(out_dir) if out_dir is not None else model_dir.parent
+    # By default a fresh directory: never the training run's own predictions.
+    out = (
+        Path(out_dir)
+        if out_dir is not None
+        else _free_name(model_dir.parent / "evaluations", split, "")
+    )
     metrics.update(
         recipe.after_evaluate(module, dataset, split, out, batch_size=batch_size, device=device)
     )

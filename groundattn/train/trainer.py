@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from groundattn.config import OptimSection, RunSection
+from groundattn.errors import NonFiniteError
 from groundattn.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from groundattn.train.sampling import GlobalBatchSampler
 
@@ -278,9 +279,11 @@ class Trainer:
             for batch in self._loader(self.data.train, self.sampler):
                 with acc.accumulate(self.module), acc.autocast():
                     loss, parts = self.module(batch.to(acc.device))
+                    self._check_finite("loss", loss)
                     acc.backward(loss)
                     if acc.sync_gradients:
-                        acc.clip_grad_norm_(self.module.parameters(), cfg.max_grad_norm)
+                        norm = acc.clip_grad_norm_(self.module.parameters(), cfg.max_grad_norm)
+                        self._check_finite("gradient norm", norm)
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
@@ -337,6 +340,21 @@ class Trainer:
         if self._tb is not None:
             self._tb.close()
         return self._state()
+
+    def _check_finite(self, what: str, value: Tensor) -> None:
+        """Stops before a non-finite value reaches the weights (every process agrees)."""
+        bad = (~torch.isfinite(value.detach().float())).any().float()
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad, reduction="sum")
+        if not bad:
+            return
+        last = latest_checkpoint(self.out_dir)
+        raise NonFiniteError(
+            f"step {self.step + 1}: the {what} is {float(value.detach().float().sum()):g}; training "
+            "stopped before the update, nothing was exported; last good checkpoint: "
+            f"{last if last is not None else 'none'} (check the inputs for non-finite values, "
+            "or lower optim.lr / optim.new_lr)"
+        )
 
     def _validate(self) -> None:
         metrics = self.evaluate()

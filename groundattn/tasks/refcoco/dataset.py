@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from groundattn.data.boxes import box_iou
+from groundattn.data.errors import FormatError
 from groundattn.data.refcoco import CocoInstances, Ref
 from groundattn.data.regions import select_regions
 from groundattn.data.store import FeatureStore
@@ -88,10 +89,15 @@ class RefCOCODataset(Dataset):
         sentences = [(ref, s) for ref in refs for s in ref.sentences][:max_sentences]
         for ref, _ in sentences:
             if str(ref.image_id) not in stores:
-                raise KeyError(f"image {ref.image_id} (ref {ref.ref_id}) is in no feature store")
+                folders = sorted({str(store.path.parent) for store in stores.values()})
+                raise FormatError(
+                    ", ".join(folders) or "features/",
+                    f"image {ref.image_id} of ref {ref.ref_id} is in no feature store",
+                )
             if ref.ann_id not in instances.annotations:
-                raise KeyError(
-                    f"ann_id {ref.ann_id} of ref {ref.ref_id} is not in the instances file"
+                raise FormatError(
+                    instances.path,
+                    f"ann_id {ref.ann_id} of ref {ref.ref_id} is not in the instances file",
                 )
         encoded = tokenizer(
             [s.sent for _, s in sentences],
