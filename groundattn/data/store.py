@@ -178,7 +178,7 @@ class FeatureStore:
         order = np.argsort(rows)  # h5py reads increasing indices
         out = np.empty((len(rows), self.feature_dim), np.float32)
         out[order] = self._group(image_id)["features"][rows[order]]
-        return _check_finite(out, self.path, image_id, "features")
+        return _check_finite(out, self.path, image_id, "features", rows)
 
     def statistics(self, max_images: int = 4000) -> tuple[np.ndarray, np.ndarray]:
         """Per-dimension mean and standard deviation (F,) of the region features.
@@ -219,11 +219,21 @@ class FeatureStore:
         )
 
 
-def _check_finite(values: np.ndarray, path: Path, image_id: str | int, name: str) -> np.ndarray:
-    """``values``, or an error naming the image and the first row that is inf or nan."""
+def _check_finite(
+    values: np.ndarray,
+    path: Path,
+    image_id: str | int,
+    name: str,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """``values``, or an error naming the image and the first store row that is inf or nan.
+
+    ``rows``: the store rows that ``values`` holds, when it is not all of them in order.
+    """
     finite = np.isfinite(values)
     if not finite.all():
         row = int(np.argwhere(~finite)[0][0])
+        row = int(rows[row]) if rows is not None else row
         raise NonFiniteError(
             f"{path}: image {image_id}: {name} row {row} holds inf or nan "
             f"({int((~finite).sum())} non-finite values); rebuild the store from finite features"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from groundattn.config import ModelSection
 from groundattn.errors import MissingFileError
 from groundattn.model import VLEncoder, from_pretrained, load_vlbert_checkpoint, preset
 from groundattn.train.checkpoint import MANIFEST_FILE, MODEL_FILE, CheckpointError, verify_saved
-from groundattn.train.checkpoint_io import read_tensors
+from groundattn.train.checkpoint_io import read_json, read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ def load_trained_encoder(directory: str | Path, feature_dim: int) -> VLEncoder:
     if not config_file.is_file():
         raise MissingFileError(f"{directory}: no config.json (expected a run's model/ directory)")
     model = ModelSection.model_validate(
-        {**json.loads(config_file.read_text())["model"], "init": None, "vlbert_checkpoint": None}
+        {**read_json(config_file)["model"], "init": None, "vlbert_checkpoint": None}
     )
     encoder, _ = build_encoder(model, feature_dim)
     load_encoder_weights(directory, encoder)

@@ -41,6 +41,7 @@ from groundattn.train.checkpoint import (
     load_model_weights,
     save_model,
     seal_export,
+    verify_saved,
 )
 from groundattn.train.checkpoint_io import read_json
 from groundattn.train.models import build_encoder
@@ -344,7 +345,8 @@ def load_recipe(
     config_file = model_dir / CONFIG_FILE
     if not config_file.is_file():
         raise MissingFileError(f"{model_dir}: no {CONFIG_FILE} (expected a run's model/ directory)")
-    tree = json.loads(config_file.read_text())
+    verify_saved(model_dir)
+    tree = read_json(config_file)
     name = tree.pop("task", "vgp" if "supervision" in tree else None)
     if name is None:
         raise ConfigError(

@@ -8,7 +8,6 @@ caption length, negatives, seed).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import torch
 
 from groundattn.errors import MissingFileError
 from groundattn.model import VLEncoder, from_pretrained
+from groundattn.train.checkpoint_io import read_json
 from groundattn.train.models import load_trained_encoder
 from groundattn.viz.errors import VisualizeError
 
@@ -56,9 +56,11 @@ def load_model(name: str, model_dir: str | Path | None, feature_dim: int) -> Loa
             f"model {name!r}: {model_dir} has no config.json "
             "(expected a run's model/ directory, or a run directory holding one)"
         )
-    config = json.loads((directory / "config.json").read_text())
+    config = read_json(directory / "config.json")
     if not isinstance(config.get("model"), dict):
-        raise ValueError(f"{directory / 'config.json'}: no 'model' section (not a run's export)")
+        raise VisualizeError(
+            f"{directory / 'config.json'}: no 'model' section (not a run's export)"
+        )
     encoder = load_trained_encoder(directory, feature_dim)
     return LoadedModel(name, encoder.eval(), config["model"].get("bert"), config, str(directory))
 

@@ -1,9 +1,12 @@
 import multiprocessing as mp
 
+import h5py
 import numpy as np
 import pytest
 
+from groundattn.data.errors import FormatError
 from groundattn.data.store import FeatureStore, FeatureStoreWriter, Provenance, RegionFeatures
+from groundattn.errors import NonFiniteError
 
 
 def _regions(k: int, f: int = 3, value: float = 1.0) -> RegionFeatures:
@@ -52,10 +55,37 @@ def test_errors_and_atomicity(tmp_path):
             w.add("1", _regions(1))
         with pytest.raises(ValueError, match="HDF5 group"):
             w.add("a/b", _regions(1))
-    with pytest.raises(KeyError, match="image 9"):
+    with pytest.raises(FormatError, match="s.h5: image 9 is not in this feature store"):
         FeatureStore(path)["9"]
     with pytest.raises(FileNotFoundError):
         FeatureStore(tmp_path / "missing.h5")
+    (tmp_path / "text.h5").write_text("not HDF5")
+    with pytest.raises(FormatError, match="text.h5: not an HDF5 file"):
+        FeatureStore(tmp_path / "text.h5")
+
+
+def test_non_finite_values_are_refused_when_written_and_when_read(tmp_path):
+    bad = _regions(3)
+    bad.features[2, 1] = np.inf
+    with (
+        pytest.raises(NonFiniteError, match="image 1: features row 2 holds inf or nan"),
+        FeatureStoreWriter(tmp_path / "w.h5", feature_dim=3) as w,
+    ):
+        w.add("1", bad)
+    path = tmp_path / "r.h5"
+    with FeatureStoreWriter(path, feature_dim=3) as w:
+        w.add("1", _regions(3))
+    with h5py.File(path, "r+") as f:  # damaged after it was written
+        f["images/1/features"][0, 0] = np.nan
+        f["images/1/boxes"][1, 2] = np.nan
+    store = FeatureStore(path)
+    with pytest.raises(NonFiniteError, match="r.h5: image 1: features row 0"):
+        store.features("1", np.array([2, 0]))
+    assert store.features("1", np.array([1, 2])).shape == (2, 3)  # the finite rows still read
+    with pytest.raises(NonFiniteError, match="image 1: boxes row 1"):
+        store.layout("1")
+    with pytest.raises(NonFiniteError, match="features row 0"):
+        store.statistics()
 
 
 def test_statistics_by_hand(tmp_path):

@@ -1,6 +1,9 @@
+import os
 from pathlib import Path
 
-from groundattn.config import ExperimentConfig, load_config
+import pytest
+
+from groundattn.config import ConfigError, ExperimentConfig, load_config
 from groundattn.eval.experiment import run_experiment
 
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -47,3 +50,22 @@ def test_tiny_experiment_writes_the_table_and_resumes(small_scenes, tmp_path):
     run_experiment(config, out, announce=said.append)
     ran = [line for line in said if not line.startswith("reuse") and not line.startswith(" ")]
     assert len(ran) == 1 and "vqa/direct/seed-0" in ran[0]
+
+    # A stage is reused only with the configuration, data and parent it was run with.
+    changed = load_config(
+        ExperimentConfig,
+        CONFIGS / "experiment" / "tiny.yaml",
+        [*sets, "overrides.vqa=[optim.max_steps=3]"],
+    )
+    with pytest.raises(
+        ConfigError, match=r"vqa/original/seed-0 was run with another .*optim\.max_steps"
+    ):
+        run_experiment(changed, out, announce=said.append)
+    caption = next((small_scenes / "Sentences").iterdir())
+    os.utime(caption, ns=(caption.stat().st_atime_ns, caption.stat().st_mtime_ns + 1))
+    try:
+        with pytest.raises(ConfigError, match=r"pretrain was run with another .*data"):
+            run_experiment(config, out, announce=said.append)
+    finally:
+        os.utime(caption, ns=(caption.stat().st_atime_ns, caption.stat().st_mtime_ns - 1))
+    assert "## What was run" in (out / "results.md").read_text()
