@@ -127,6 +127,11 @@ class OptimSection(Section):
     grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
     epochs: int = Field(3, ge=1, description="passes over the training set")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    freeze: list[str] = Field(
+        [],
+        description="names (or name prefixes) of parameters kept fixed, e.g. "
+        "encoder.embeddings.word_embeddings",
+    )
 
 
 class RunSection(Section):

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from groundattn.config import OptimSection, RunSection
+from groundattn.config import ConfigError, OptimSection, RunSection
 from groundattn.errors import NonFiniteError
 from groundattn.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from groundattn.train.sampling import GlobalBatchSampler
@@ -64,9 +64,21 @@ def make_accelerator(run: RunSection, grad_accum: int, cpu: bool | None = None) 
 def _param_groups(
     module: nn.Module, optim: OptimSection, new_parameters: frozenset[str]
 ) -> list[dict]:
-    """AdamW groups: decay or not, pretrained (``optim.lr``) or new (``optim.new_lr``)."""
+    """AdamW groups: decay or not, pretrained (``optim.lr``) or new (``optim.new_lr``).
+
+    The parameters named in ``optim.freeze`` are switched off (``requires_grad``) and left out.
+    """
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    names = [name for name, _ in module.named_parameters()]
+    for prefix in optim.freeze:
+        if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+            raise ConfigError(
+                f"optim.freeze: {prefix!r} names no parameter of the model "
+                f"(parameters start with {sorted({n.split('.')[0] for n in names})})"
+            )
     for name, p in module.named_parameters():
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in optim.freeze):
+            p.requires_grad_(False)
         if not p.requires_grad:
             continue
         decays = not (p.ndim < 2 or "LayerNorm" in name or "embedding" in name.split(".")[-1])

@@ -1,8 +1,9 @@
-"""Tests of groundattn/train/trainer.py: AdamW groups of pretrained and new parameters."""
+"""Tests of groundattn/train/trainer.py: AdamW groups of pretrained, new and frozen parameters."""
 
+import pytest
 from torch import nn
 
-from groundattn.config import ModelSection, OptimSection
+from groundattn.config import ConfigError, ModelSection, OptimSection
 from groundattn.train.models import build_encoder
 from groundattn.train.trainer import _param_groups
 
@@ -31,6 +32,19 @@ def test_new_parameters_train_at_new_lr_and_decay_only_matrices():
     # new_lr=None: one learning rate for everything.
     flat = _param_groups(task, OptimSection(lr=1e-4, new_lr=None), frozenset({"head.weight"}))
     assert {g["lr"] for g in flat} == {1e-4}
+
+
+def test_frozen_parameters_leave_the_optimizer():
+    task = _Task()
+    groups = _param_groups(task, OptimSection(freeze=["encoder.0"]), frozenset())
+    optimized = {id(p) for g in groups for p in g["params"]}
+    for name, p in task.named_parameters():
+        frozen = name.startswith("encoder.0.")
+        assert p.requires_grad is not frozen and (id(p) in optimized) is not frozen
+    with pytest.raises(ConfigError, match="optim.freeze: 'encoder.9' names no parameter"):
+        _param_groups(_Task(), OptimSection(freeze=["encoder.9"]), frozenset())
+    with pytest.raises(ConfigError, match="names no parameter"):  # a prefix is a whole name part
+        _param_groups(_Task(), OptimSection(freeze=["enc"]), frozenset())
 
 
 def test_build_encoder_reports_what_no_weights_gave(tmp_path):
