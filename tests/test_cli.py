@@ -246,3 +246,20 @@ def test_every_training_command_evaluate_and_experiment(small_scenes, tmp_path, 
     ]
     assert main([*argv, *[x for s in sets for x in ("--set", s)]]) == 0
     assert "| Direct Attention |" in capsys.readouterr().out
+
+
+def test_experiment_reads_a_real_root_and_never_writes_into_it(small_scenes, tmp_path, capsys):
+    root = tmp_path / "flickr30k"  # a user's real root: some files, no card.json
+    shutil.copytree(small_scenes / "Sentences", root / "Sentences")
+    (root / "train.txt").write_text("1\n")
+    before = sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*"))
+    argv = ["experiment", "--config", str(ROOT / "configs/experiment/tiny.yaml")]
+    argv += ["--out", str(tmp_path / "exp"), "--set", f"data_root={root}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"groundattn: error: data_root {root}: ")
+    for missing in ("Annotations (", "val.txt", "vgp/train.csv", "features/val.h5"):
+        assert missing in err
+    assert "prepare features" in err and "Sentences (" not in err
+    assert sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+    assert not (tmp_path / "exp" / "pretrain").exists()  # refused before any stage

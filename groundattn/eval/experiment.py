@@ -38,6 +38,7 @@ from groundattn.config import (
     VQAConfig,
     load_config,
 )
+from groundattn.errors import MissingFileError
 from groundattn.eval.curves import write_curves
 from groundattn.eval.report import (
     CHANCE,
@@ -139,6 +140,7 @@ def run_experiment(
         extra = [f"data.root={root}", *config.overrides.get(stage, []), *sets]
         return load_config(cls, file, extra)
 
+    check_data_root(config)
     started = time.perf_counter()
     data = data_fingerprint(Path(root))
     pretrain_cfg = load(PretrainConfig, config.pretrain, "pretrain", f"run.seed={config.seeds[0]}")
@@ -213,6 +215,30 @@ def run_experiment(
     if config.visualize and len(config.methods) > 1:
         _compare_attention(config, out)
     return records
+
+
+def check_data_root(config: ExperimentConfig) -> None:
+    """Refuses, before any stage runs, a data root that lacks a file some stage reads.
+
+    The error lists every missing root-relative path with what makes it.
+    """
+    root = Path(config.data_root)
+    stages = [
+        (PretrainConfig, config.pretrain, "pretrain"),
+        (VGPConfig, config.vgp, "vgp"),
+        (VQAConfig, config.vqa, "vqa"),
+        (RefCOCOConfig, config.refcoco, "refcoco"),
+    ]
+    needs: dict[str, str] = {}
+    for cls, file, stage in stages:
+        extra = [f"data.root={root}", *config.overrides.get(stage, [])]
+        needs.update(load_config(cls, file, extra).data.needs())
+    missing = [f"{name} ({how})" for name, how in needs.items() if not (root / name).exists()]
+    if missing:
+        raise MissingFileError(
+            f"data_root {root}: {len(missing)} of the {len(needs)} paths the experiment reads "
+            f"are missing: {'; '.join(missing)}"
+        )
 
 
 def _chance_record(seed: int, vqa: dict, refs: dict[str, dict], vgp_before: dict) -> dict:
