@@ -21,10 +21,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FREEZE = "optim.freeze=[encoder.embeddings.word_embeddings]"  # as in the quick preset
 SETTINGS = [(2, 1), (2, 0), (1, 1), (2, 2), (1, 0)]  # (torch threads, loader workers)
 STAGES = {
-    "vgp": ["supervision.method=none", "optim.batch_size=16"],
-    "vqa": ["optim.batch_size=8", "data.predict_splits=[]"],
+    "vgp": ["supervision.method=none", "optim.batch_size=16", FREEZE],
+    "vqa": ["optim.batch_size=8", "data.predict_splits=[]", FREEZE],
 }
 
 
