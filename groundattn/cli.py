@@ -99,8 +99,7 @@ def _experiment(args) -> None:
     from groundattn.eval.experiment import run_experiment
 
     config = load_config(ExperimentConfig, args.config, args.set)
-    # A root that exists is the user's data (or scenes written before): read, never written.
-    if config.prepare_scenes and not config.data_root.exists():
+    if config.writes_scenes:  # never into a directory that exists: that one is only read
         print(f"preparing the embedded grounded scenes in {config.data_root} (once)")
         prepare_scenes(config.data_root, size="default")
     run_experiment(config, args.out, announce=print)

@@ -63,6 +63,9 @@ class ModelSection(Section):
     )
 
 
+RegionChoice = Literal["ground_truth", "detected", "all"]
+
+
 class DataSection(Section):
     root: PathField = Field(
         description="data set directory (Flickr30k Entities layout, VGP CSV, features/)"
@@ -76,6 +79,19 @@ class DataSection(Section):
     )
     negatives: Literal["random", "hard"] = Field(
         "hard", description="how negative captions are drawn"
+    )
+    regions: RegionChoice = Field(
+        "ground_truth",
+        description="boxes of the feature store given with r0 (detected: a bottom-up store)",
+    )
+    max_regions: int | None = Field(
+        None, ge=1, description="cap on regions per image, r0 included (None: all)"
+    )
+    iou_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="IoU with one of its entity's boxes that grounds a phrase to a region",
     )
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
     max_val_images: int | None = Field(
@@ -179,9 +195,6 @@ class VGPConfig(Section):
     supervision: SupervisionSection = SupervisionSection()
     optim: OptimSection = OptimSection()
     run: RunSection = RunSection()
-
-
-RegionChoice = Literal["ground_truth", "detected", "all"]
 
 
 class PretrainDataSection(Section):
@@ -292,7 +305,9 @@ class VQADataSection(Section):
             files[self.questions.format(split=split)] = "VQAv2 questions (the official download)"
             files[self.features.format(split=split)] = FEATURES_HOW
         for split in (self.train_split, self.val_split):
-            files[self.annotations.format(split=split)] = "VQAv2 annotations (the official download)"
+            files[self.annotations.format(split=split)] = (
+                "VQAv2 annotations (the official download)"
+            )
         return files
 
 
@@ -365,16 +380,27 @@ class RefCOCOConfig(Section):
     run: RunSection = RunSection()
 
 
+DEFAULT_SCENES = Path("data/scenes")
+
+
 class ExperimentConfig(Section):
     """The experiment of Table 1: one pretraining, then each method, every task, each seed."""
 
     data_root: PathField = Field(
-        Path("data/scenes"), description="data set directory used by every stage"
+        DEFAULT_SCENES, description="data set directory used by every stage"
     )
-    prepare_scenes: bool = Field(
-        True,
-        description="write the embedded grounded scenes at data_root if no such directory "
-        "exists (an existing one is only read)",
+
+    @property
+    def writes_scenes(self) -> bool:
+        """Whether the embedded scenes are to be written at ``data_root`` (see ``prepare_scenes``)."""
+        if self.data_root.exists() or self.prepare_scenes is False:
+            return False
+        return bool(self.prepare_scenes) or self.data_root == DEFAULT_SCENES
+
+    prepare_scenes: bool | None = Field(
+        None,
+        description="write the embedded grounded scenes at data_root when no such directory exists: "
+        "None only at the default data/scenes, true anywhere, false never (an existing one is only read)",
     )
     seeds: list[int] = Field(
         [0], min_length=1, description="seeds of the fine-tuning and downstream runs"
@@ -471,5 +497,5 @@ def load_config(
         for err in e.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(top level)"
             found = "" if err["type"] == "missing" else f" (found {err['input']!r})"
-            lines.append(f"  {field}: {err['msg']}{found}")
-        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
+            lines.append(f"{field}: {err['msg']}{found}")
+        raise ConfigError(f"{source}: invalid configuration: " + "; ".join(lines)) from None

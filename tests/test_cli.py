@@ -67,10 +67,10 @@ def test_prepare_scenes_and_train_vgp(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "grounding accuracy, best head" in printed and "before" in printed
-    # The same out directory again without --resume: refused before any work.
+    # The same out directory again, with or without --resume: refused before any work.
     assert main(args) == 2
-    assert "--resume" in capsys.readouterr().err
-    assert main([*args, "--resume"]) == 0
+    assert "holds a finished run" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0  # its own checkpoints: it may continue (or extend) itself
 
 
 def test_bad_config_is_reported_with_the_field(tmp_path, capsys):
@@ -263,3 +263,14 @@ def test_experiment_reads_a_real_root_and_never_writes_into_it(small_scenes, tmp
     assert "prepare features" in err and "Sentences (" not in err
     assert sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
     assert not (tmp_path / "exp" / "pretrain").exists()  # refused before any stage
+
+
+def test_the_embedded_scenes_are_written_only_at_their_default_place(tmp_path, capsys):
+    typo = tmp_path / "flickr30k-entitis"
+    argv = ["experiment", "--config", str(ROOT / "configs/experiment/quick.yaml")]
+    assert main([*argv, "--out", str(tmp_path / "exp"), "--set", f"data_root={typo}"]) == 2
+    err = capsys.readouterr().err
+    assert f"data_root {typo} does not exist" in err and "prepare_scenes=true" in err
+    assert not typo.exists()
+    assert not ExperimentConfig(data_root=typo).writes_scenes
+    assert ExperimentConfig(data_root=typo, prepare_scenes=True).writes_scenes

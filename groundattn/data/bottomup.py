@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from groundattn.data.boxes import bad_box
 from groundattn.data.errors import FormatError
 from groundattn.data.store import FeatureStoreWriter, Provenance, RegionFeatures
 
@@ -149,11 +150,15 @@ def _parse_line(
             line=line,
             field="features",
         )
+    boxes = _float32_rows(box_bytes, num_boxes, "boxes", path, line)
+    problem = bad_box(boxes, width, height)
+    if problem:
+        raise FormatError(path, f"{problem} (image {image_id})", line=line, field="boxes")
     return TsvImage(
         image_id=image_id,
         width=width,
         height=height,
-        boxes=_float32_rows(box_bytes, num_boxes, "boxes", path, line),
+        boxes=boxes,
         features=_float32_rows(feature_bytes, num_boxes, "features", path, line),
         line=line,
     )

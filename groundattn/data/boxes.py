@@ -95,3 +95,23 @@ def box_iou(a: Boxes, b: Boxes) -> Boxes:
             raise ValueError(f"box_iou: {name} must be (K, 4), got {tuple(boxes.shape)}")
     iou = _iou(a_t, b_t)  # (N, M)
     return iou.numpy() if numpy_out else iou
+
+
+def bad_box(boxes: np.ndarray, width: float, height: float, slack: float = 1.0) -> str | None:
+    """What is wrong with the first box of ``boxes`` (K, 4) that is no box of the image, or None.
+
+    A box must be finite, have ``x2 > x1`` and ``y2 > y1``, and lie in
+    ``[0, width] × [0, height]`` up to ``slack`` pixels (detectors round outwards).
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    for k, (x1, y1, x2, y2) in enumerate(boxes):
+        if not np.isfinite([x1, y1, x2, y2]).all():
+            return f"box {k} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] is not finite"
+        if x2 <= x1 or y2 <= y1:
+            return f"box {k} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] has x2 <= x1 or y2 <= y1"
+        if min(x1, y1) < -slack or x2 > width + slack or y2 > height + slack:
+            return (
+                f"box {k} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] lies outside the "
+                f"{width:g} × {height:g} image"
+            )
+    return None

@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from groundattn.config import ConfigError
+from groundattn.data.boxes import bad_box
 from groundattn.data.errors import FormatError
 from groundattn.data.extractor import FEATURE_DIM, extract_regions, grid_boxes
 from groundattn.data.store import FeatureStoreWriter, Provenance, RegionFeatures
@@ -40,10 +42,20 @@ def _read_boxes(path: Path) -> dict[str, np.ndarray]:
                 f"expected a list of [x1, y1, x2, y2], got shape {array.shape}",
                 field=image_id,
             )
-        if (array[:, 2] <= array[:, 0]).any() or (array[:, 3] <= array[:, 1]).any():
-            raise FormatError(path, "a box has x2 <= x1 or y2 <= y1", field=image_id)
+        problem = bad_box(array, np.inf, np.inf)  # the image's size is checked once it is read
+        if problem:
+            raise FormatError(path, problem, field=image_id)
         boxes[str(image_id)] = array
     return boxes
+
+
+def _open_image(file: Path) -> Image.Image:
+    try:
+        image = Image.open(file)
+        image.load()
+    except (OSError, SyntaxError) as error:  # PIL's errors for a truncated or foreign file
+        raise FormatError(file, f"not a readable image ({error})") from None
+    return image
 
 
 def featurize_images(
@@ -65,13 +77,21 @@ def featurize_images(
             raise FormatError(
                 Path(boxes), f"boxes for images not in {images}: {', '.join(missing[:5])}"
             )
+    columns, rows = grid
+    if columns < 1 or rows < 1:
+        raise ConfigError(
+            f"--grid: expected two positive integers (columns rows), got {columns} {rows}"
+        )
     with FeatureStoreWriter(out, FEATURE_DIM) as writer:
         for file in tqdm(files, desc="features", unit="image"):
-            with Image.open(file) as image:
+            with _open_image(file) as image:
                 image = image.convert("RGB")
                 w, h = image.size
                 if given is not None:
                     own = given.get(file.stem, np.zeros((0, 4), np.float32))
+                    problem = bad_box(own, w, h)
+                    if problem:
+                        raise FormatError(Path(boxes), f"{problem} {file.name}", field=file.stem)
                     provenance = Provenance.DETECTED
                 else:
                     own = grid_boxes(w, h, *grid).astype(np.float32)

@@ -14,7 +14,9 @@ import csv
 import enum
 import io
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +115,40 @@ def _read_records(reader: csv.DictReader, path: Path) -> list[VGPRecord]:
         phrase1, phrase2 = values["original_phrase1"], values["original_phrase2"]
         records.append(VGPRecord(image_id, phrase1, phrase2, label, line))
     return records
+
+
+_HTML_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+
+HTML_ROWS = "VGP rows with HTML remnants in a phrase"
+OUTSIDE_ROWS = "VGP rows on an image outside the split"
+REPEATED_ROWS = "VGP rows repeating an earlier row"
+UNMATCHED_ROWS = "VGP rows matching no two captions of their image"
+CONFLICTING_ROWS = "VGP rows relabelling a pair labelled earlier (first label kept)"
+
+
+def screen_records(
+    records: Iterable[VGPRecord], split_images: Collection[str]
+) -> tuple[list[VGPRecord], Counter[str]]:
+    """The rows fit to match, and how many were left out by reason.
+
+    The public type-labelled release holds rows whose phrase kept HTML of the
+    annotation tool (``a guy</font> give a kiss to <font color="red">a guy``:
+    no caption holds such a phrase, so the row is left out), rows listed twice,
+    and rows on images of another split of Flickr30k Entities.
+    """
+    kept, dropped, seen = [], Counter(), set()
+    for record in records:
+        key = (record.image_id, record.phrase1, record.phrase2, record.label)
+        if _HTML_TAG.search(record.phrase1) or _HTML_TAG.search(record.phrase2):
+            dropped[HTML_ROWS] += 1
+        elif record.image_id not in split_images:
+            dropped[OUTSIDE_ROWS] += 1
+        elif key in seen:
+            dropped[REPEATED_ROWS] += 1
+        else:
+            seen.add(key)
+            kept.append(record)
+    return kept, dropped
 
 
 @dataclass(frozen=True)

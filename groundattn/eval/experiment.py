@@ -223,6 +223,11 @@ def check_data_root(config: ExperimentConfig) -> None:
     The error lists every missing root-relative path with what makes it.
     """
     root = Path(config.data_root)
+    if not root.is_dir():
+        raise MissingFileError(
+            f"data_root {root} does not exist (the embedded scenes are written only at "
+            f"data/scenes; set prepare_scenes=true to write them at {root})"
+        )
     stages = [
         (PretrainConfig, config.pretrain, "pretrain"),
         (VGPConfig, config.vgp, "vgp"),

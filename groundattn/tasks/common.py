@@ -7,8 +7,25 @@ from dataclasses import fields
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from groundattn.model import VLBatch
+
+
+class TaskDataset(Dataset):
+    """Base of the task datasets: ``dropped`` counts what the data held and they left out.
+
+    ``dropped`` maps a reason (a sentence naming the rows, e.g. "VGP rows with HTML
+    remnants in a phrase") to a count; the run writes it to ``data_report.json``.
+    """
+
+    def __init__(self) -> None:
+        self.dropped: dict[str, int] = {}
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        """Counts ``count`` items left out for ``reason`` (0 counts nothing)."""
+        if count:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
 
 
 class TaskBatch:

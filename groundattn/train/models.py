@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 ENCODER_PREFIX = "encoder."
 
 
+FEATURE_PROJECTION = "embeddings.visual.feature_projection.weight"  # (hidden, feature width)
+
+
 def build_encoder(model: ModelSection, feature_dim: int) -> tuple[VLEncoder, set[str]]:
     """The encoder a config asks for, sized for ``feature_dim`` region features.
 
@@ -64,6 +67,25 @@ def load_encoder_weights(path: str | Path, encoder: VLEncoder) -> None:
     file = _weights_file(Path(path))
     state = read_tensors(file)
     own = {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    expected = encoder.state_dict()
+    if own.get(FEATURE_PROJECTION) is not None and (
+        own[FEATURE_PROJECTION].shape != expected[FEATURE_PROJECTION].shape
+    ):
+        raise CheckpointError(
+            f"{file}: the model takes region features of width {own[FEATURE_PROJECTION].shape[1]}, "
+            f"the feature store has width {expected[FEATURE_PROJECTION].shape[1]} (use a store "
+            "made like the one the model was trained on, or start without model.init)"
+        )
+    shapes = [
+        f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
+        for k, v in own.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if shapes:
+        raise CheckpointError(
+            f"{file}: weights of another model size: {', '.join(shapes[:3])}"
+            f"{'…' if len(shapes) > 3 else ''} (check model.bert / model.preset)"
+        )
     missing, unexpected = encoder.load_state_dict(own, strict=False)
     if missing or unexpected:
         raise CheckpointError(

@@ -27,12 +27,13 @@ import yaml
 from pydantic import BaseModel
 from safetensors import safe_open
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from groundattn.config import ConfigError, load_config
 from groundattn.data.store import FeatureStore
 from groundattn.errors import ExistingFileError, MissingFileError
 from groundattn.model import VLEncoder, load_tokenizer
+from groundattn.tasks.common import TaskDataset
 from groundattn.train.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -44,7 +45,7 @@ from groundattn.train.checkpoint import (
     verify_saved,
 )
 from groundattn.train.checkpoint_io import read_json
-from groundattn.train.models import build_encoder
+from groundattn.train.models import FEATURE_PROJECTION, build_encoder
 from groundattn.train.trainer import TrainData, Trainer, make_accelerator
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,6 @@ RECIPES = {
     "vqa": "groundattn.train.vqa:VQARecipe",
     "refcoco": "groundattn.train.refcoco:RefCOCORecipe",
 }
-FEATURE_PROJECTION = "embeddings.visual.feature_projection.weight"
 ENCODER_FEATURES = f"encoder.{FEATURE_PROJECTION}"
 
 
@@ -82,11 +82,11 @@ class Recipe(ABC):
 
     # ---- data and model -------------------------------------------------------------------
     @abstractmethod
-    def datasets(self, tokenizer) -> dict[str, Dataset]:
+    def datasets(self, tokenizer) -> dict[str, TaskDataset]:
         """The training data: ``"train"`` and ``"val"``, and any others :meth:`after_fit` uses."""
 
     @abstractmethod
-    def eval_dataset(self, tokenizer, split: str) -> Dataset:
+    def eval_dataset(self, tokenizer, split: str) -> TaskDataset:
         """The data of one split, for :func:`evaluate`."""
 
     @abstractmethod
@@ -109,7 +109,7 @@ class Recipe(ABC):
         """After the validation before training (or the resume), before the first step."""
 
     def after_fit(
-        self, trainer: Trainer, datasets: dict[str, Dataset], out_dir: Path, after: dict
+        self, trainer: Trainer, datasets: dict[str, TaskDataset], out_dir: Path, after: dict
     ) -> dict:
         """Every process, after the last validation (``after``): further evaluations, for the summary."""
         return {}
@@ -123,7 +123,7 @@ class Recipe(ABC):
     def after_evaluate(
         self,
         module: nn.Module,
-        dataset: Dataset,
+        dataset: TaskDataset,
         split: str,
         out_dir: Path,
         *,
@@ -164,14 +164,17 @@ def check_paths(recipe: Recipe, out_dir: Path, resume: bool) -> None:
     last = latest_checkpoint(out_dir)
     finished = [name for name in FINISHED if (out_dir / name).exists()]
     if not resume:
+        if finished:
+            raise ExistingFileError(
+                f"{out_dir} holds a finished run ({', '.join(finished)}); choose another --out"
+            )
         if last is not None:
             raise ConfigError(
                 f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --out"
             )
-        done = finished + [name for name in (METRICS,) if (out_dir / name).exists()]
-        if done:
+        if (out_dir / METRICS).exists():
             raise ExistingFileError(
-                f"{out_dir} already holds a run ({', '.join(done)}); choose another --out"
+                f"{out_dir} already holds a run ({METRICS}); choose another --out"
             )
     elif last is None and finished:
         raise ExistingFileError(
@@ -194,6 +197,24 @@ RESUMABLE_CHANGES = (
     "run.keep_last",
     "data.num_workers",
 )
+
+
+DATA_REPORT = "data_report.json"
+
+
+def report_dropped(out_dir: Path, datasets: dict[str, TaskDataset]) -> None:
+    """Writes what each split's dataset left out (reason → count) and says so in one line."""
+    report = {split: dataset.dropped for split, dataset in datasets.items()}
+    (out_dir / DATA_REPORT).write_text(json.dumps(report, indent=2))
+    parts = [
+        f"{split}: " + ", ".join(f"{count} {reason}" for reason, count in dropped.items())
+        for split, dropped in report.items()
+        if dropped
+    ]
+    if parts:
+        log.warning("data left out (%s): %s", out_dir / DATA_REPORT, "; ".join(parts))
+    else:
+        log.info("data: nothing left out (%s)", out_dir / DATA_REPORT)
 
 
 def _free_name(directory: Path, stem: str, suffix: str) -> Path:
@@ -258,6 +279,7 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
     with accelerator.main_process_first():
         datasets = recipe.datasets(tokenizer)
     if accelerator.is_main_process:
+        report_dropped(out_dir, datasets)
         recipe.start(out_dir, resume)
     with FeatureStore(recipe.train_store()) as store:
         torch.manual_seed(config.run.seed)
@@ -374,7 +396,12 @@ def load_task(recipe: Recipe, model_dir: str | Path) -> nn.Module:
 
 @torch.no_grad()
 def count_metrics(
-    module: nn.Module, dataset: Dataset, recipe: Recipe, *, batch_size: int, device: torch.device
+    module: nn.Module,
+    dataset: TaskDataset,
+    recipe: Recipe,
+    *,
+    batch_size: int,
+    device: torch.device,
 ) -> dict[str, float]:
     """Validation metrics of one process over a whole dataset (the trainer's, unsharded)."""
     if hasattr(dataset, "set_epoch"):

@@ -37,6 +37,9 @@ class VGPRecipe(Recipe):
             tokenizer,
             max_caption_tokens=data.max_caption_tokens,
             negatives=data.negatives,
+            regions=data.regions,
+            max_regions=data.max_regions,
+            iou_threshold=data.iou_threshold,
             seed=self.config.run.seed,
             max_images=max_images,
         )

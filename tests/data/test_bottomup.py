@@ -24,8 +24,8 @@ def _line(image_id, width, height, boxes, features, num_boxes=None) -> str:
 
 
 def _image(rng, k, feature_dim=F):
-    xy = rng.uniform(0, 100, size=(k, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(1, 50, size=(k, 2))], axis=1).astype(np.float32)
+    xy = rng.uniform(0, 5, size=(k, 2))  # boxes of any image of 10 x 10 pixels or more
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 5, size=(k, 2))], axis=1).astype(np.float32)
     return boxes, rng.standard_normal((k, feature_dim)).astype(np.float32)
 
 
@@ -128,6 +128,8 @@ def _bad_lines(rng):
             "(float64 boxes?)",
         ),
         (_line(2, 10, 10, boxes, other_f), "features", "F = 8 (from the first line)"),
+        (_line(2, 10, 10, boxes[:, [2, 1, 0, 3]], features), "boxes", "has x2 <= x1"),
+        (_line(2, 10, 10, boxes * 3, features), "boxes", "lies outside the 10 × 10 image"),
         (_line(2, 10, 10, boxes, features[:, :5]), "features", "F = 8"),
         (_line(2, 10, 10, boxes, features, num_boxes=0), "num_boxes", "positive integer"),
         (_line(2, "ten", 10, boxes, features), "image_w", "expected an integer, got b'ten'"),

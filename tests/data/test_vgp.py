@@ -8,11 +8,15 @@ import pytest
 from groundattn.data.errors import FormatError
 from groundattn.data.flickr30k import Flickr30kEntities, parse_caption
 from groundattn.data.vgp import (
+    HTML_ROWS,
+    OUTSIDE_ROWS,
+    REPEATED_ROWS,
     PhrasePair,
     VGPLabel,
     VGPRecord,
     match_pairs,
     read_vgp_csv,
+    screen_records,
     swap_label,
 )
 
@@ -135,3 +139,17 @@ def test_read_vgp_csv_bom_and_bad_utf8(tmp_path):
     path.write_bytes(HEADER.encode() + b"1.jpg,a,b,3\n2.jpg,\xff,b,3\n")
     with pytest.raises(FormatError, match="line 3: not valid UTF-8"):
         read_vgp_csv(path)
+
+
+def test_screen_records_counts_what_the_public_release_holds():
+    rows = [
+        VGPRecord("1", "a guy", "the man", VGPLabel.EQUIVALENCE, 2),
+        VGPRecord("1", 'a guy</font> give a kiss to <font color="red">a guy', "x", VGPLabel(0), 3),
+        VGPRecord("1", "a guy", "the man", VGPLabel.EQUIVALENCE, 4),  # listed twice
+        VGPRecord("1", "a guy", "the man", VGPLabel.ALTERNATION, 5),  # another label: matched later
+        VGPRecord("9", "a dog", "the dog", VGPLabel.EQUIVALENCE, 6),  # image of another split
+        VGPRecord("1", "1 < 2 > 0", "a sign", VGPLabel.INDEPENDENCE, 7),  # not a tag
+    ]
+    kept, dropped = screen_records(rows, {"1", "2"})
+    assert [r.line for r in kept] == [2, 5, 7]
+    assert dropped == {HTML_ROWS: 1, REPEATED_ROWS: 1, OUTSIDE_ROWS: 1}

@@ -2,6 +2,7 @@
 a finished run is never replaced, exports are verified, evaluation never writes over a run."""
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -73,11 +74,9 @@ def test_a_finished_run_is_never_replaced(small_scenes, tmp_path):
     out = tmp_path / "run"
     run_vgp(_vgp(small_scenes, "optim.max_steps=1"), out)
     for checkpoint in (out / "checkpoints").iterdir():
-        import shutil
-
         shutil.rmtree(checkpoint)
     model = (out / "model" / "model.safetensors").read_bytes()
-    with pytest.raises(ExistingFileError, match="already holds a run"):
+    with pytest.raises(ExistingFileError, match="holds a finished run"):
         run_vgp(_vgp(small_scenes, "optim.max_steps=1"), out)
     with pytest.raises(ExistingFileError, match="no checkpoint to resume from"):
         run_vgp(_vgp(small_scenes, "optim.max_steps=1"), out, resume=True)

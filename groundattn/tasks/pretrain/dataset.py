@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from groundattn.data.boxes import box_iou
 from groundattn.data.flickr30k import Flickr30kEntities
@@ -46,7 +45,7 @@ from groundattn.data.regions import RegionSource, select_regions
 from groundattn.data.store import FeatureStore, Provenance, RegionFeatures
 from groundattn.errors import MissingFileError
 from groundattn.model import VLBatch, pack
-from groundattn.tasks.common import TaskBatch
+from groundattn.tasks.common import TaskBatch, TaskDataset
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +161,7 @@ class PretrainBatch(TaskBatch):
     mrc_labels: Tensor  # (B, N) long: class at zeroed region positions, else -100
 
 
-class CaptionDataset(Dataset):
+class CaptionDataset(TaskDataset):
     """Captions of one split of a Flickr30k Entities root with ``features/<split>.h5``.
 
     ``region_classes`` None (or ``region_probability`` 0) switches MRC off.
@@ -183,6 +182,7 @@ class CaptionDataset(Dataset):
         max_images: int | None = None,
         seed: int = 0,
     ):
+        super().__init__()
         root = Path(root)
         entities = Flickr30kEntities(root)
         if split not in entities.splits:

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from groundattn.data.boxes import box_iou
 from groundattn.data.errors import FormatError
@@ -29,7 +28,7 @@ from groundattn.data.refcoco import CocoInstances, Ref
 from groundattn.data.regions import select_regions
 from groundattn.data.store import FeatureStore
 from groundattn.model import VLBatch, pack
-from groundattn.tasks.common import TaskBatch
+from groundattn.tasks.common import TaskBatch, TaskDataset
 
 
 def index_stores(folder: str | Path) -> dict[str, FeatureStore]:
@@ -59,7 +58,7 @@ class RefCOCOBatch(TaskBatch):
         return regions & (regions.cumsum(-1) > 1)
 
 
-class RefCOCODataset(Dataset):
+class RefCOCODataset(TaskDataset):
     """The sentences of some refs, with the candidate regions of their images.
 
     Args:
@@ -82,6 +81,7 @@ class RefCOCODataset(Dataset):
         iou_threshold: float = 0.5,
         max_sentences: int | None = None,
     ):
+        super().__init__()
         if boxes not in ("ground_truth", "detected"):
             raise ValueError(f"boxes must be 'ground_truth' or 'detected', got {boxes!r}")
         self.stores = stores

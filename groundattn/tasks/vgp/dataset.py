@@ -27,17 +27,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from groundattn.data.collate import grounding_mask, pad_stack, slot_mask, span_mask
+from groundattn.data.errors import FormatError
 from groundattn.data.flickr30k import Flickr30kEntities
 from groundattn.data.regions import RegionSource, ground_chains, select_regions
 from groundattn.data.store import FeatureStore
 from groundattn.data.text import tokenize_captions
-from groundattn.data.vgp import match_pairs, read_vgp_csv, swap_label
+from groundattn.data.vgp import (
+    CONFLICTING_ROWS,
+    UNMATCHED_ROWS,
+    match_pairs,
+    read_vgp_csv,
+    screen_records,
+    swap_label,
+)
 from groundattn.errors import MissingFileError
 from groundattn.model import VLBatch, pack
-from groundattn.tasks.common import TaskBatch
+from groundattn.tasks.common import TaskBatch, TaskDataset
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +71,10 @@ class VGPBatch(TaskBatch):
     id_labels: Tensor  # (B,) long
 
 
-class VGPDataset(Dataset):
+TRUNCATED_PAIRS = "VGP pairs with a phrase cut off by truncation"
+
+
+class VGPDataset(TaskDataset):
     """VGP samples of one split of a Flickr30k Entities root with ``vgp/`` and ``features/``."""
 
     def __init__(
@@ -78,8 +88,10 @@ class VGPDataset(Dataset):
         regions: RegionSource = "ground_truth",
         max_regions: int | None = None,
         max_images: int | None = None,
+        iou_threshold: float = 0.5,
         seed: int = 0,
     ):
+        super().__init__()
         root = Path(root)
         entities = Flickr30kEntities(root)
         if split not in entities.splits:
@@ -95,35 +107,38 @@ class VGPDataset(Dataset):
         captions = {i: entities.captions(i) for i in self.image_ids}
         for i, caps in captions.items():
             if len(caps) != 5:
-                raise ValueError(
-                    f"{root}/Sentences/{i}.txt: expected 5 captions, found {len(caps)}"
+                raise FormatError(
+                    root / "Sentences" / f"{i}.txt",
+                    f"expected 5 captions (one a line), found {len(caps)}",
                 )
         vgp_csv = root / "vgp" / f"{split}.csv"
-        kept_images = set(self.image_ids)
-        records = (
-            [r for r in read_vgp_csv(vgp_csv) if r.image_id in kept_images]
-            if vgp_csv.is_file()
-            else None
-        )
-        matched = match_pairs(records, captions) if records is not None else None
-        if matched is None:
+        matched = None
+        if vgp_csv.is_file():
+            records, dropped = screen_records(read_vgp_csv(vgp_csv), set(entities.splits[split]))
+            for reason, count in dropped.items():
+                self.drop(reason, count)
+            kept_images = set(self.image_ids)  # max_images: a cap, not a loss
+            matched = match_pairs([r for r in records if r.image_id in kept_images], captions)
+            self.drop(UNMATCHED_ROWS, len(matched.unmatched))
+            self.drop(CONFLICTING_ROWS, len(matched.conflicts))
+        else:
             log.warning("%s: no VGP pairs; VGP classification gets no examples", vgp_csv)
         flat = [c for i in self.image_ids for c in captions[i]]
         tokenized = tokenize_captions(tokenizer, flat, max_caption_tokens)
-        dropped = sum(t.dropped_phrases for t in tokenized)
-        if dropped:
-            log.warning(
-                "%s: %d phrases dropped whole by truncation to %d word pieces",
-                split,
-                dropped,
-                max_caption_tokens,
-            )
+        self.drop(
+            f"phrases cut off whole by truncation to {max_caption_tokens} word pieces",
+            sum(t.dropped_phrases for t in tokenized),
+        )
 
         self.rows, self.boxes, self.captions, self.pairs = [], [], [], []
+        only_r0, boxless, ungrounded = [], 0, 0
         for n, image_id in enumerate(self.image_ids):
             layout = self.store.layout(image_id)
             selected = select_regions(layout, regions, max_regions)
-            grounded = ground_chains(entities.annotation(image_id).boxes, selected)
+            if len(selected) == 1:
+                only_r0.append(image_id)
+            chain_boxes = entities.annotation(image_id).boxes
+            grounded = ground_chains(chain_boxes, selected, iou_threshold)
             self.rows.append(selected.store_rows)
             self.boxes.append(torch.from_numpy(selected.normalized_boxes))
             caps = []
@@ -135,6 +150,9 @@ class VGPDataset(Dataset):
                     if span is not None and phrase.is_visual:
                         index[p] = len(kept)
                         kept.append((span, grounded.get(phrase.chain_id, [])))
+                        if phrase.chain_id not in grounded:
+                            has_box = len(chain_boxes.get(phrase.chain_id, ())) > 0
+                            ungrounded, boxless = ungrounded + has_box, boxless + (not has_box)
                 caps.append(_Caption(tok.token_ids, kept, index))
             self.captions.append(caps)
             pairs = {}
@@ -151,7 +169,21 @@ class VGPDataset(Dataset):
                     if phrases_i.index(pp.phrase1) in caps[i].phrase_index
                     and phrases_j.index(pp.phrase2) in caps[j].phrase_index
                 ]
+                self.drop(TRUNCATED_PAIRS, len(phrase_pairs) - len(pairs[i, j]))
             self.pairs.append(pairs)
+        if len(only_r0) == len(self.image_ids):
+            raise FormatError(
+                self.store.path,
+                f"no image of split {split!r} has a {regions!r} box, only the whole image r0 "
+                f"(a bottom-up store holds detected boxes: set data.regions=detected)",
+            )
+        self.drop(f"images with no {regions!r} box (r0 alone)", len(only_r0))
+        self.drop("visual phrases whose entity has no box (e.g. scenes; no grounding)", boxless)
+        self.drop(
+            f"visual phrases with no region of IoU >= {iou_threshold} to their boxes "
+            "(trained with no grounding)",
+            ungrounded,
+        )
         self.nearest = self._nearest_images() if negatives == "hard" else None
 
     def _nearest_images(self) -> np.ndarray:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from groundattn.data.regions import RegionSource, select_regions
 from groundattn.data.store import FeatureStore
@@ -36,7 +35,7 @@ from groundattn.data.vqa import (
     vqa_accuracy,
 )
 from groundattn.model import VLBatch, pack
-from groundattn.tasks.common import TaskBatch
+from groundattn.tasks.common import TaskBatch, TaskDataset
 
 
 def answer_accuracies(human_answers: Sequence[str], answers: dict[str, int]) -> dict[int, float]:
@@ -63,7 +62,7 @@ class VQABatch(TaskBatch):
         return self.inputs.text_lengths - 2
 
 
-class VQADataset(Dataset):
+class VQADataset(TaskDataset):
     """Questions of one split with the regions of their images.
 
     Args:
@@ -83,6 +82,7 @@ class VQADataset(Dataset):
         max_regions: int | None = None,
         max_question_tokens: int = 24,
     ):
+        super().__init__()
         self.store, self.answers = store, list(answers)
         self.examples = list(examples)
         self.cls_id, self.sep_id, self.mask_id = (

@@ -1,12 +1,14 @@
-"""Torch threads against DataLoader workers, for the main job's training stages.
+"""Training throughput of the main job's fine-tuning stages under each setting that could change it.
 
-    .venv/bin/python benchmarks/threads.py --init runs/experiment/pretrain/model [--steps 40] [--repeats 2]
+    .venv/bin/python benchmarks/throughput.py --init runs/experiment/pretrain/model [--steps 40] [--repeats 2]
 
 Trains each stage (VGP none, VQA) for a few steps from the same model with
-every (torch threads, loader workers) setting, round-robin so that the
+every setting — torch threads against DataLoader workers, and the word
+embeddings trained or fixed (``optim.freeze``) — round-robin so that the
 machine's noise hits all settings alike, and prints the median training
 samples/s of the logged windows after the first (which holds the warm-up),
-each as a ratio to the configs' setting (2 threads, 1 worker).
+each as a ratio to the quick preset's setting (2 threads, 1 worker, fixed
+word embeddings).
 """
 
 from __future__ import annotations
@@ -21,17 +23,26 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FREEZE = "optim.freeze=[encoder.embeddings.word_embeddings]"  # as in the quick preset
-SETTINGS = [(2, 1), (2, 0), (1, 1), (2, 2), (1, 0)]  # (torch threads, loader workers)
+FIXED, TRAINED = "optim.freeze=[encoder.embeddings.word_embeddings]", "optim.freeze=[]"
+# (torch threads, loader workers, word embeddings); the first is the quick preset's
+SETTINGS = [
+    (2, 1, FIXED),
+    (2, 1, TRAINED),
+    (2, 0, FIXED),
+    (2, 2, FIXED),
+    (1, 1, FIXED),
+    (1, 0, FIXED),
+]
 STAGES = {
-    "vgp": ["supervision.method=none", "optim.batch_size=16", FREEZE],
-    "vqa": ["optim.batch_size=8", "data.predict_splits=[]", FREEZE],
+    "vgp": ["supervision.method=none", "optim.batch_size=16"],
+    "vqa": ["optim.batch_size=8", "data.predict_splits=[]"],
 }
 
 
 def samples_per_s(
-    stage: str, init: str, threads: int, workers: int, steps: int, data: str
+    stage: str, init: str, setting: tuple[int, int, str], steps: int, data: str
 ) -> float:
+    threads, workers, freeze = setting
     with tempfile.TemporaryDirectory() as tmp:
         sets = [
             f"data.root={data}",
@@ -42,6 +53,7 @@ def samples_per_s(
             f"run.save_every={10 * steps}",
             "data.max_val_images=10" if stage == "vgp" else "data.max_val_questions=20",
             *STAGES[stage],
+            freeze,
         ]
         command = [sys.executable, "-m", "groundattn.cli", "train", stage]
         command += ["--config", str(ROOT / "configs" / stage / "default.yaml"), "--out", f"{tmp}/r"]
@@ -66,19 +78,26 @@ def main() -> None:
     rates: dict[tuple, list[float]] = {}
     for _ in range(args.repeats):
         for stage in STAGES:
-            for threads, workers in SETTINGS:
-                rate = samples_per_s(stage, args.init, threads, workers, args.steps, args.data)
-                rates.setdefault((stage, threads, workers), []).append(rate)
-                print(
-                    f"{stage} threads {threads} workers {workers}: {rate:.1f} samples/s", flush=True
-                )
-    print("\n| stage | torch threads | loader workers | samples/s | × configs' setting (2, 1) |")
-    print("|---|---|---|---|---|")
+            for setting in SETTINGS:
+                rate = samples_per_s(stage, args.init, setting, args.steps, args.data)
+                rates.setdefault((stage, setting), []).append(rate)
+                print(f"{stage} {_label(setting)}: {rate:.1f} samples/s", flush=True)
+    print("\n| stage | torch threads | loader workers | word embeddings | samples/s | × preset |")
+    print("|---|---|---|---|---|---|")
     for stage in STAGES:
-        reference = statistics.median(rates[(stage, 2, 1)])
-        for threads, workers in SETTINGS:
-            rate = statistics.median(rates[(stage, threads, workers)])
-            print(f"| {stage} | {threads} | {workers} | {rate:.1f} | {rate / reference:.2f} |")
+        reference = statistics.median(rates[(stage, SETTINGS[0])])
+        for setting in SETTINGS:
+            rate = statistics.median(rates[(stage, setting)])
+            threads, workers, _ = setting
+            embeddings = "fixed" if setting[2] == FIXED else "trained"
+            print(
+                f"| {stage} | {threads} | {workers} | {embeddings} | {rate:.1f} | {rate / reference:.2f} |"
+            )
+
+
+def _label(setting: tuple[int, int, str]) -> str:
+    threads, workers, freeze = setting
+    return f"threads {threads} workers {workers} word embeddings {'fixed' if freeze == FIXED else 'trained'}"
 
 
 if __name__ == "__main__":
