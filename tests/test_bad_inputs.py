@@ -293,7 +293,6 @@ def _experiment_real_root(root, tmp):
     return [*argv, "--out", str(tmp / "exp"), "--set", f"data_root={root}"]
 
 
-BOX = [[0, 0, 10, 10]]
 CASES = [
     # readers: truncated and wrong-typed files of every format
     Case("sentences with 4 captions", _sentences_four, "expected 5 captions"),
