@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import enum
 import io
-import logging
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -22,8 +21,6 @@ from pathlib import Path
 
 from groundattn.data.errors import FormatError, read_utf8
 from groundattn.data.flickr30k import Caption, Phrase
-
-logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("image", "original_phrase1", "original_phrase2", "type_label")
 
@@ -214,7 +211,8 @@ def match_pairs(
     caption pairs (and several occurrences of a phrase); each match is kept.
     Matches are stored under ``i < j``, swapped (with :func:`swap_label`) when the
     record's ``p1`` is in the later caption. Records matching nowhere are returned
-    in ``MatchResult.unmatched`` and their count is logged as a warning.
+    in ``MatchResult.unmatched``, records relabelling a kept pair in
+    ``MatchResult.conflicts``; the caller reports them (the VGP dataset counts both).
 
     Args:
         records: rows of :func:`read_vgp_csv`.
@@ -249,17 +247,4 @@ def match_pairs(
             result.unmatched.append(record)
         elif conflicting:
             result.conflicts.append(record)
-    if result.unmatched:
-        no_captions = sum(1 for r in result.unmatched if not captions.get(r.image_id))
-        logger.warning(
-            "VGP: %d of %d phrase pairs matched no caption pair (%d of them: image without captions)",
-            len(result.unmatched),
-            num_records,
-            no_captions,
-        )
-    if result.conflicts:
-        logger.warning(
-            "VGP: %d phrase pairs relabel a pair matched earlier; the first label is kept",
-            len(result.conflicts),
-        )
     return result

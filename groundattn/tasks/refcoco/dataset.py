@@ -118,13 +118,20 @@ class RefCOCODataset(TaskDataset):
                 torch.from_numpy(selected.normalized_boxes),
                 selected.boxes,
             )
-        self.targets = []
-        for (ref, _), image_id in zip(sentences, self.image_ids, strict=True):
-            referent = np.array([instances.annotations[ref.ann_id].box_xyxy], np.float32)
-            iou = box_iou(self.images[image_id][2], referent)[:, 0]  # (R,)
-            positive = iou >= iou_threshold
+        # One IoU matrix per image, against the referents of all its sentences.
+        by_image: dict[str, list[int]] = {}
+        for index, image_id in enumerate(self.image_ids):
+            by_image.setdefault(image_id, []).append(index)
+        self.targets: list[list[bool]] = [[] for _ in sentences]
+        for image_id, indices in by_image.items():
+            referents = np.array(
+                [instances.annotations[sentences[i][0].ann_id].box_xyxy for i in indices],
+                np.float32,
+            )  # (S, 4)
+            positive = box_iou(self.images[image_id][2], referents) >= iou_threshold  # (R, S)
             positive[0] = False  # r0 is never a candidate
-            self.targets.append(positive.tolist())
+            for column, index in enumerate(indices):
+                self.targets[index] = positive[:, column].tolist()
 
     @property
     def answerable(self) -> float:
