@@ -359,7 +359,12 @@ class RefCOCODataSection(Section):
     max_val_sentences: int | None = Field(
         None,
         ge=1,
-        description="cap on validation sentences (None: all); test splits are always whole",
+        description="cap on validation sentences (None: all)",
+    )
+    max_test_sentences: int | None = Field(
+        None,
+        ge=1,
+        description="cap on the sentences of each test split, the first ones (None: all)",
     )
 
     def needs(self) -> dict[str, str]:

@@ -82,7 +82,12 @@ class RefCOCORecipe(Recipe):
     def datasets(self, tokenizer) -> dict[str, RefCOCODataset]:
         data = self.config.data
         datasets = {"train": self.eval_dataset(tokenizer, data.train_split)}
-        datasets.update({split: self.eval_dataset(tokenizer, split) for split in data.test_splits})
+        datasets.update(
+            {
+                split: self.eval_dataset(tokenizer, split, data.max_test_sentences)
+                for split in data.test_splits
+            }
+        )
         datasets["val"] = self.eval_dataset(tokenizer, data.val_split, data.max_val_sentences)
         return datasets
 

@@ -51,3 +51,12 @@ def test_evaluation_with_other_boxes_and_bad_splits(small_scenes, tmp_path):
         evaluate_refcoco(out / "model", split="testC")
     with pytest.raises(ConfigError, match="data.boxes"):
         _config(small_scenes, "data.boxes=all")
+
+
+def test_test_splits_capped_only_where_asked(small_scenes, tmp_path):
+    summary = run_refcoco(
+        _config(small_scenes, "optim.max_steps=1", "data.max_test_sentences=3"), tmp_path / "run"
+    )
+    assert [summary["splits"][s]["sentences"] for s in ("testA", "testB")] == [3, 3]
+    whole = evaluate_refcoco(tmp_path / "run" / "model", split="testA")
+    assert whole["sentences"] > 3  # evaluate reads the whole split
