@@ -27,6 +27,15 @@ class TaskDataset(Dataset):
         if count:
             self.dropped[reason] = self.dropped.get(reason, 0) + count
 
+    def encode(self, tokenizer, texts: list[str], max_tokens: int, what: str) -> list[list[int]]:
+        """Word pieces of ``texts`` (no special tokens), each cut to ``max_tokens``; cuts are counted."""
+        token_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        self.drop(
+            f"{what} cut to {max_tokens} word pieces (their tail left out)",
+            sum(len(ids) > max_tokens for ids in token_ids),
+        )
+        return [ids[:max_tokens] for ids in token_ids]
+
 
 class TaskBatch:
     """Base of the collated batch dataclasses: ``inputs`` plus task tensors."""

@@ -99,13 +99,9 @@ class RefCOCODataset(TaskDataset):
                     instances.path,
                     f"ann_id {ref.ann_id} of ref {ref.ref_id} is not in the instances file",
                 )
-        encoded = tokenizer(
-            [s.sent for _, s in sentences],
-            add_special_tokens=False,
-            truncation=True,
-            max_length=max_expression_tokens,
+        self.token_ids = self.encode(
+            tokenizer, [s.sent for _, s in sentences], max_expression_tokens, "expressions"
         )
-        self.token_ids = encoded["input_ids"]
         self.image_ids = [str(ref.image_id) for ref, _ in sentences]
         self.sent_ids = [s.sent_id for _, s in sentences]
         self.images: dict[

@@ -91,13 +91,12 @@ class VQADataset(TaskDataset):
             tokenizer.mask_token_id,
         )
         index = {a: k for k, a in enumerate(self.answers)}
-        encoded = tokenizer(
+        self.token_ids = self.encode(
+            tokenizer,
             [e.question.question for e in self.examples],
-            add_special_tokens=False,
-            truncation=True,
-            max_length=max_question_tokens,
+            max_question_tokens,
+            "questions",
         )
-        self.token_ids = encoded["input_ids"]
         self.images: dict[
             int, tuple[np.ndarray, Tensor]
         ] = {}  # image id → store rows, normalised boxes
@@ -116,6 +115,14 @@ class VQADataset(TaskDataset):
             answer_accuracies(e.annotation.answers, index) if e.annotation else {}
             for e in self.examples
         ]
+        self.drop(
+            "annotated questions with no answer in the answer vocabulary (kept: they score 0)",
+            sum(
+                1
+                for e, t in zip(self.examples, self.targets, strict=True)
+                if e.annotation and not t
+            ),
+        )
 
     @property
     def annotations(self) -> list:

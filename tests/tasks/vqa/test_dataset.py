@@ -98,3 +98,29 @@ def test_questions_without_annotations(small_scenes, tokenizer, vocabulary):
         and batch.targets.sum() == 0
         and dataset.annotations == [None] * len(dataset)
     )
+
+
+def test_cut_questions_and_answers_outside_the_vocabulary_are_counted(
+    small_scenes, tokenizer, vocabulary
+):
+    examples = load_vqa(
+        small_scenes / "vqa" / "v2_OpenEnded_val_questions.json",
+        small_scenes / "vqa" / "v2_val_annotations.json",
+    )[:40]
+    store = FeatureStore(small_scenes / "features" / "val.h5")
+    dataset = VQADataset(examples, store, vocabulary[:3], tokenizer, max_question_tokens=3)
+    lengths = [
+        len(tokenizer(e.question.question, add_special_tokens=False)["input_ids"]) for e in examples
+    ]
+    assert dataset.dropped["questions cut to 3 word pieces (their tail left out)"] == sum(
+        n > 3 for n in lengths
+    )
+    assert all(len(ids) == min(n, 3) for ids, n in zip(dataset.token_ids, lengths, strict=True))
+    outside = sum(1 for t in dataset.targets if not t)
+    assert outside > 0
+    assert (
+        dataset.dropped[
+            "annotated questions with no answer in the answer vocabulary (kept: they score 0)"
+        ]
+        == outside
+    )
