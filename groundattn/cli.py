@@ -27,10 +27,26 @@ def _prepare_scenes(args) -> None:
 
 
 def _prepare_features(args) -> None:
+    import time
+
+    from groundattn.data.backbone import build_backbone
     from groundattn.data.featurize import featurize_images
 
-    n = featurize_images(args.images, args.out, boxes=args.boxes, grid=tuple(args.grid))
-    print(f"{n} images -> {args.out}")
+    backbone = build_backbone(args.backbone, args.device, args.image_size)
+    start = time.perf_counter()
+    n = featurize_images(
+        args.images,
+        args.out,
+        boxes=args.boxes,
+        grid=tuple(args.grid),
+        backbone=backbone,
+        batch_size=args.batch_size,
+    )
+    seconds = time.perf_counter() - start
+    print(
+        f"{n} images -> {args.out} ({backbone.name}, {backbone.feature_dim} values per box, "
+        f"{n / seconds:.1f} images/s)"
+    )
 
 
 def _prepare_bottomup(args) -> None:
@@ -271,6 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--boxes", help='JSON {"<image stem>": [[x1, y1, x2, y2], ...]}; default: a grid'
     )
     features.add_argument("--grid", type=int, nargs=2, default=[4, 4], metavar=("ROWS", "COLS"))
+    features.add_argument(
+        "--backbone",
+        default="pixels",
+        help="what describes a box: pixels (hand-made colour and shape statistics, 128 values; "
+        "right for the embedded scenes) or efficientnet_lite0 (ImageNet CNN, RoIAlign, 1280 values)",
+    )
+    features.add_argument(
+        "--device", default="cpu", help="where a CNN backbone runs: cpu, cuda, cuda:N or auto"
+    )
+    features.add_argument("--batch-size", type=int, default=16, help="images per backbone batch")
+    features.add_argument(
+        "--image-size",
+        type=int,
+        help="CNN input: longer side in pixels, padded square (default 448)",
+    )
     features.set_defaults(func=_prepare_features)
     bottomup = prepare.add_parser("bottomup", help="bottom-up-attention TSV into a feature store")
     bottomup.add_argument("--tsv", required=True)

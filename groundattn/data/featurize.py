@@ -4,7 +4,9 @@ Boxes come from a JSON file mapping an image's file stem to a list of pixel
 boxes ``[x1, y1, x2, y2]`` (``{"1000": [[10, 20, 50, 80], ...]}``), stored as
 detected boxes; without a file, each image gets a regular grid of boxes
 (provenance GRID), for data sets without a detector. Every image also gets
-its whole-image box first.
+its whole-image box first. What describes a box is a
+:class:`~groundattn.data.backbone.RegionExtractor` (the pixel statistics by
+default, or a pretrained CNN), run on batches of images.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from groundattn.config import ConfigError
+from groundattn.data.backbone import PixelRegionExtractor, RegionExtractor
 from groundattn.data.boxes import bad_box
 from groundattn.data.errors import FormatError
-from groundattn.data.extractor import FEATURE_DIM, extract_regions, grid_boxes
+from groundattn.data.extractor import grid_boxes
 from groundattn.data.store import FeatureStoreWriter, Provenance, RegionFeatures
 from groundattn.errors import MissingFileError
 
@@ -58,15 +61,32 @@ def _open_image(file: Path) -> Image.Image:
     return image
 
 
+def _batches(files: list[Path], size: int):
+    for i in range(0, len(files), size):
+        yield files[i : i + size]
+
+
 def featurize_images(
     images: str | Path,
     out: str | Path,
     *,
     boxes: str | Path | None = None,
     grid: tuple[int, int] = (4, 4),
+    backbone: RegionExtractor | None = None,
+    batch_size: int = 16,
 ) -> int:
-    """Writes the store ``out`` for every image of ``images``; returns the image count."""
+    """Writes the store ``out`` for every image of ``images``; returns the image count.
+
+    Args:
+        images: a folder of images (``IMAGE_SUFFIXES``); the file stem is the image id.
+        out: the ``.h5`` store to write (atomically).
+        boxes: JSON of detected boxes per image stem; None: a ``grid`` of boxes.
+        grid: rows and columns of the grid.
+        backbone: what describes a box; default: the pixel statistics.
+        batch_size: images given to the backbone at once.
+    """
     images, out = Path(images), Path(out)
+    backbone = backbone if backbone is not None else PixelRegionExtractor()
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise MissingFileError(f"{images}: no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -82,31 +102,58 @@ def featurize_images(
         raise ConfigError(
             f"--grid: expected two positive integers (columns rows), got {columns} {rows}"
         )
-    with FeatureStoreWriter(out, FEATURE_DIM) as writer:
-        for file in tqdm(files, desc="features", unit="image"):
-            with _open_image(file) as image:
-                image = image.convert("RGB")
-                w, h = image.size
-                if given is not None:
-                    own = given.get(file.stem, np.zeros((0, 4), np.float32))
-                    problem = bad_box(own, w, h)
-                    if problem:
-                        raise FormatError(Path(boxes), f"{problem} {file.name}", field=file.stem)
-                    provenance = Provenance.DETECTED
-                else:
-                    own = grid_boxes(w, h, *grid).astype(np.float32)
-                    provenance = Provenance.GRID
-                all_boxes = np.concatenate([np.array([[0, 0, w, h]], np.float32), own])
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size: expected a positive integer, got {batch_size}")
+    with (
+        FeatureStoreWriter(out, backbone.feature_dim) as writer,
+        tqdm(total=len(files), desc=f"features ({backbone.name})", unit="image") as progress,
+    ):
+        for batch in _batches(files, batch_size):
+            pictures, layouts = [], []
+            for file in batch:
+                with _open_image(file) as image:
+                    pictures.append(image.convert("RGB"))
+                layouts.append(
+                    _layout(pictures[-1], file, given, Path(boxes) if boxes else None, grid)
+                )
+            features = backbone.extract(pictures, [layout.boxes for layout in layouts])
+            for file, layout, values in zip(batch, layouts, features, strict=True):
                 writer.add(
                     file.stem,
                     RegionFeatures(
-                        boxes=all_boxes,
-                        features=extract_regions(image, all_boxes),
-                        provenance=np.array(
-                            [Provenance.WHOLE_IMAGE] + [provenance] * len(own), np.uint8
-                        ),
-                        width=w,
-                        height=h,
+                        boxes=layout.boxes,
+                        features=values,
+                        provenance=layout.provenance,
+                        width=layout.width,
+                        height=layout.height,
                     ),
                 )
+            progress.update(len(batch))
     return len(files)
+
+
+def _layout(
+    image: Image.Image,
+    file: Path,
+    given: dict[str, np.ndarray] | None,
+    boxes_file: Path | None,
+    grid: tuple[int, int],
+) -> RegionFeatures:
+    """The whole-image box then the image's own (given or grid) boxes, with no features yet."""
+    w, h = image.size
+    if given is not None:
+        own = given.get(file.stem, np.zeros((0, 4), np.float32))
+        problem = bad_box(own, w, h)
+        if problem:
+            raise FormatError(boxes_file, f"{problem} {file.name}", field=file.stem)
+        provenance = Provenance.DETECTED
+    else:
+        own = grid_boxes(w, h, *grid).astype(np.float32)
+        provenance = Provenance.GRID
+    return RegionFeatures(
+        boxes=np.concatenate([np.array([[0, 0, w, h]], np.float32), own]),
+        features=np.zeros((len(own) + 1, 0), np.float32),
+        provenance=np.array([Provenance.WHOLE_IMAGE] + [provenance] * len(own), np.uint8),
+        width=w,
+        height=h,
+    )
