@@ -4,26 +4,29 @@ Typically the four supervision methods (none, indirect, direct, semi-direct)
 fine-tuned from the same backbone, on one sample and one phrase: one column
 per model, the head-averaged attention of a layer on the first row and,
 optionally, the attention rollout on a second row. All panels share one
-colour scale by default, so that a sharper model looks sharper.
+absolute colour scale (:mod:`groundattn.viz.heat_key`), so that a sharper model
+looks sharper and uniform attention looks faint; the rows name their layer by
+number and the heads averaged.
 Shapes: L layers, H heads, R regions (r0 included).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from groundattn.viz.heat_key import CMAP, add_heat_key, numbered
 from groundattn.viz.panels import (
     ArrayLike,
     as_array,
     draw_regions,
+    index_list,
     panel_figure,
     panel_title,
-    resolve_vmax,
 )
 
 LayerChoice = int | Literal["last", "rollout"]
@@ -37,6 +40,8 @@ def plot_compare(
     layer: LayerChoice = "last",
     rollouts: Mapping[str, ArrayLike] | None = None,
     phrase: str | None = None,
+    heads: Sequence[int] | None = None,
+    image_id: str | None = None,
     panel_size: float = 2.4,
     **draw: Any,
 ) -> Figure:
@@ -52,42 +57,55 @@ def plot_compare(
         rollouts: model name → (L, R) phrase attention in the rollout; with a
             layer, its last layer is drawn on a second row.
         phrase: the phrase, for the title.
+        heads: the models' heads that ``weights`` holds, for the row label
+            (default: 0 … H − 1).
+        image_id: the image, for the title.
         panel_size: width of one panel in inches.
-        **draw: options of :func:`~groundattn.viz.draw_regions`; ``vmax`` as in
-            :func:`~groundattn.viz.panels.resolve_vmax` (default: one scale
-            for all panels).
+        **draw: options of :func:`~groundattn.viz.draw_regions` (one absolute
+            scale for all panels, :mod:`groundattn.viz.heat_key`).
 
     Returns:
-        The figure: ``len(weights)`` columns, one or two rows.
+        The figure: ``len(weights)`` columns, one or two rows, a colour bar and a legend.
     """
     if not weights:
         raise ValueError("plot_compare needs at least one model")
     names = list(weights)
     rows: list[tuple[str, list[np.ndarray]]] = []
     if layer != "rollout":
-        rows.append(_head_average_row(weights, layer))
+        rows.append(_head_average_row(weights, layer, heads))
     if rollouts is not None or layer == "rollout":
         rows.append(_rollout_row(names, rollouts))
 
     width, height = image.size
-    title = f"“{phrase}”" if phrase else "phrase attention over regions"
-    fig, axes = panel_figure(
+    first = " · ".join(
+        part for part in (phrase and f"phrase “{phrase}”", image_id and f"image {image_id}") if part
+    )
+    what = "attention over the regions, one column per model"
+    title = f"{first}\n{what}" if first else what
+    grid = panel_figure(
         len(rows), len(names), height / width, panel_size,
-        title=title, row_labels=[label for label, _ in rows],
+        title=title, row_labels=[label for label, _ in rows], key=True,
     )  # fmt: skip
-    draw = resolve_vmax(draw, [w for _, row in rows for w in row])
     for i, (_, row) in enumerate(rows):
         for j, (name, region_weights) in enumerate(zip(names, row, strict=True)):
-            draw_regions(axes[i, j], image, boxes, region_weights, **draw)
-            panel_title(axes[i, j], name, fontsize=9)
-    return fig
+            draw_regions(grid.axes[i, j], image, boxes, region_weights, **draw)
+            panel_title(grid.axes[i, j], f"model {name}", fontsize=9)
+    num_regions = len(as_array(boxes, "boxes").reshape(-1, 4))
+    annotated = draw.get("annotate")
+    add_heat_key(
+        grid, num_regions=num_regions,
+        annotated=numbered(num_regions) if annotated is None else bool(annotated),
+        outline=bool(len(draw.get("outline", ()))), vmax=draw.get("vmax", 1.0),
+        cmap=draw.get("cmap", CMAP),
+    )  # fmt: skip
+    return grid.figure
 
 
 def _head_average_row(
-    weights: Mapping[str, ArrayLike], layer: int | str
+    weights: Mapping[str, ArrayLike], layer: int | str, heads: Sequence[int] | None
 ) -> tuple[str, list[np.ndarray]]:
     """(R,) head averages of one layer for every model, and the row's label."""
-    row = []
+    row, indices = [], set()
     for name, values in weights.items():
         values = as_array(values, f"weights[{name!r}]")
         if values.ndim != 3:
@@ -96,9 +114,12 @@ def _head_average_row(
         index = L - 1 if layer == "last" else int(layer)
         if not -L <= index < L:
             raise ValueError(f"layer {layer} out of range for {name!r} with {L} layers")
+        indices.add(index % L)
         row.append(values[index].mean(0))  # (R,)
-    label = "last layer" if layer == "last" else f"layer {layer}"
-    return f"{label}, head mean", row
+        heads = range(values.shape[1]) if heads is None else heads
+    (shown,) = indices if len(indices) == 1 else (None,)
+    label = "last layer" if shown is None else f"layer {shown}"
+    return f"{label}, mean of {index_list('heads', heads)}", row
 
 
 def _rollout_row(
@@ -113,4 +134,4 @@ def _rollout_row(
         if values.ndim != 2:
             raise ValueError(f"rollouts[{name!r}] must be (L, R), got shape {values.shape}")
         row.append(values[-1])  # (R,)
-    return "rollout, last layer", row
+    return "rollout up to the last layer", row

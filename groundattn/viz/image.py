@@ -2,9 +2,10 @@
 
 Three views of one phrase: a layer × head grid, the head average per layer,
 and the attention rollout per layer (METHOD §5). How a panel is drawn (box
-heat, the whole image r0 as a frame, the colour scale) is described in
-:mod:`groundattn.viz.panels`. Multi-panel figures share one colour scale by
-default (``vmax="figure"``).
+heat, the whole image r0 as a frame) is described in
+:mod:`groundattn.viz.panels`; every figure has the same absolute scale, with a
+colour bar and a legend (:mod:`groundattn.viz.heat_key`), and its title names
+the model, the phrase, and the layers and heads shown by number.
 
 Shapes: L layers, H heads, N sequence, R regions (r0 included), P phrase tokens.
 """
@@ -21,13 +22,14 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
+from groundattn.viz.heat_key import CMAP, add_heat_key, numbered
 from groundattn.viz.panels import (
     ArrayLike,
     as_array,
     draw_regions,
+    index_list,
     panel_figure,
     panel_title,
-    resolve_vmax,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ def draw_phrase_attention(
     region_weights: ArrayLike,
     *,
     phrase: str | None = None,
+    model: str | None = None,
     panel_size: float = 2.0,
     **draw: Any,
 ) -> Figure:
@@ -76,16 +79,20 @@ def draw_phrase_attention(
         boxes: (R, 4) pixel boxes x1 y1 x2 y2, r0 first.
         region_weights: (R,), (L, R) or (L, H, R).
         phrase: the phrase, for the title.
+        model: the model's name, for the title.
         panel_size: width of one panel in inches.
         **draw: options of :func:`draw_regions`.
     """
     weights = as_array(region_weights, "region_weights")
+    named = {"phrase": phrase, "model": model, "panel_size": panel_size}
     if weights.ndim == 3:
-        return plot_head_grid(image, boxes, weights, phrase=phrase, panel_size=panel_size, **draw)
+        return plot_head_grid(image, boxes, weights, **named, **draw)
     if weights.ndim == 2:
         panels = [(f"layer {l}", w) for l, w in enumerate(weights)]
-        return _plot_panels(image, boxes, panels, _title(phrase, "per layer"), panel_size, **draw)
-    return _plot_panels(image, boxes, [("", weights)], _title(phrase, ""), panel_size, **draw)
+        title = _title(model, phrase, "attention over the regions, per layer")
+        return _plot_panels(image, boxes, panels, title, panel_size, **draw)
+    title = _title(model, phrase, "attention over the regions")
+    return _plot_panels(image, boxes, [("", weights)], title, panel_size, **draw)
 
 
 def plot_head_grid(
@@ -96,6 +103,7 @@ def plot_head_grid(
     layers: Sequence[int] | None = None,
     heads: Sequence[int] | None = None,
     phrase: str | None = None,
+    model: str | None = None,
     panel_size: float = 1.6,
     **draw: Any,
 ) -> Figure:
@@ -108,6 +116,7 @@ def plot_head_grid(
         layers: layers to show (default: all).
         heads: heads to show (default: all).
         phrase: the phrase, for the title.
+        model: the model's name, for the title.
         panel_size: width of one panel in inches.
         **draw: options of :func:`draw_regions`.
     """
@@ -117,8 +126,8 @@ def plot_head_grid(
     L, H, _ = weights.shape
     layers = list(range(L)) if layers is None else list(layers)
     heads = list(range(H)) if heads is None else list(heads)
-    panels = [(f"L{l} H{h}", weights[l, h]) for l in layers for h in heads]
-    title = _title(phrase, "per layer and head")
+    panels = [(f"layer {l} head {h}", weights[l, h]) for l in layers for h in heads]
+    title = _title(model, phrase, "attention over the regions, per layer and head")
     return _plot_panels(image, boxes, panels, title, panel_size, ncols=len(heads), **draw)
 
 
@@ -128,7 +137,9 @@ def plot_layer_average(
     weights: ArrayLike,
     *,
     layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
     phrase: str | None = None,
+    model: str | None = None,
     ncols: int | None = None,
     panel_size: float = 2.0,
     **draw: Any,
@@ -140,17 +151,22 @@ def plot_layer_average(
         boxes: (R, 4) pixel boxes, r0 first.
         weights: (L, H, R), or (L, R) already averaged.
         layers: layers to show (default: all); panels keep their layer index.
+        heads: the model's heads that ``weights`` holds, for the title
+            (default: 0 … H − 1).
         phrase: the phrase, for the title.
+        model: the model's name, for the title.
         ncols: panels per row (default: all layers in one row).
         panel_size: width of one panel in inches.
         **draw: options of :func:`draw_regions`.
     """
     weights = as_array(weights, "weights")
     if weights.ndim == 3:
+        heads = range(weights.shape[1]) if heads is None else heads
         weights = weights.mean(1)  # (L, R)
+    averaged = f"mean of {index_list('heads', heads)}" if heads is not None else "mean of the heads"
     shown = range(len(weights)) if layers is None else layers
     panels = [(f"layer {l}, head mean", weights[l]) for l in shown]
-    title = _title(phrase, "head average per layer")
+    title = _title(model, phrase, f"attention over the regions, {averaged}, per layer")
     return _plot_panels(image, boxes, panels, title, panel_size, ncols=ncols, **draw)
 
 
@@ -161,6 +177,7 @@ def plot_rollout(
     *,
     layers: Sequence[int] | None = None,
     phrase: str | None = None,
+    model: str | None = None,
     ncols: int | None = None,
     panel_size: float = 2.0,
     **draw: Any,
@@ -173,6 +190,7 @@ def plot_rollout(
         weights: (L, R): :func:`phrase_region_attention` of the (L, N, N) rollout.
         layers: layers to show (default: all); panels keep their layer index.
         phrase: the phrase, for the title.
+        model: the model's name, for the title.
         ncols: panels per row (default: all layers in one row).
         panel_size: width of one panel in inches.
         **draw: options of :func:`draw_regions`.
@@ -181,8 +199,8 @@ def plot_rollout(
     if weights.ndim != 2:
         raise ValueError(f"rollout weights must be (L, R), got shape {weights.shape}")
     shown = range(len(weights)) if layers is None else layers
-    panels = [(f"rollout, layer {l}", weights[l]) for l in shown]
-    title = _title(phrase, "attention rollout per layer")
+    panels = [(f"rollout up to layer {l}", weights[l]) for l in shown]
+    title = _title(model, phrase, "attention rollout (mean of all heads) over the regions")
     return _plot_panels(image, boxes, panels, title, panel_size, ncols=ncols, **draw)
 
 
@@ -206,21 +224,30 @@ def _plot_panels(
     ncols: int | None = None,
     **draw: Any,
 ) -> Figure:
-    """A grid of :func:`draw_regions` panels, row by row (``vmax``: see
-    :func:`~groundattn.viz.panels.resolve_vmax`)."""
-    draw = resolve_vmax(draw, [w for _, w in panels])
+    """A grid of :func:`draw_regions` panels, row by row, with the colour bar and legend."""
     ncols = min(ncols or len(panels), len(panels))
     nrows = -(-len(panels) // ncols)
     width, height = image.size
-    fig, axes = panel_figure(nrows, ncols, height / width, panel_size, title=title)
-    for ax, (name, weights) in zip(axes.flat, panels, strict=False):
+    grid = panel_figure(nrows, ncols, height / width, panel_size, title=title, key=True)
+    num_regions = len(as_array(boxes, "boxes").reshape(-1, 4))
+    annotated = draw.get("annotate")
+    annotated = numbered(num_regions) if annotated is None else annotated
+    for ax, (name, weights) in zip(grid.axes.flat, panels, strict=False):
         draw_regions(ax, image, boxes, weights, **draw)
         panel_title(ax, name)
-    for ax in axes.flat[len(panels) :]:
+    for ax in grid.axes.flat[len(panels) :]:
         ax.remove()
-    return fig
+    add_heat_key(
+        grid, num_regions=num_regions, annotated=bool(annotated),
+        outline=bool(len(draw.get("outline", ()))), vmax=draw.get("vmax", 1.0),
+        cmap=draw.get("cmap", CMAP),
+    )  # fmt: skip
+    return grid.figure
 
 
-def _title(phrase: str | None, what: str) -> str:
-    head = f"“{phrase}”" if phrase else ""
-    return ": ".join(part for part in (head, what) if part)
+def _title(model: str | None, phrase: str | None, what: str) -> str:
+    """``model direct · phrase “a dog”`` on one line, what the panels show on the next."""
+    first = " · ".join(
+        part for part in (model and f"model {model}", phrase and f"phrase “{phrase}”") if part
+    )
+    return f"{first}\n{what}" if first else what

@@ -1,13 +1,16 @@
 """Image panels with box heat, and the fixed-grid figures that hold them.
 
-A region's box is filled with a colour of ``cmap`` and an opacity both
-proportional to its weight divided by ``vmax``, lower weights drawn first; the
-largest weights are written in their box's corner. The whole image r0
+A region's box is filled with a colour of ``cmap`` and an opacity both given by
+its weight on a fixed, absolute scale: :func:`~groundattn.viz.heat_key.heat_norm`,
+0 … ``vmax`` (1 by default) through a square root, so that 0 is transparent,
+uniform attention over R regions (1 / R) is faint and only a weight near 1 is
+drawn at full colour. Lower weights are drawn first. Either every box carries
+its weight as a number or none does (``annotate``). The whole image r0
 (``whole_image_index``, 0 in the VL-BERT layout) is not filled, as its box
 would cover every other one: it is drawn as a frame around its box (the image
 border) in the colour of its weight, thicker the larger the weight, with
-``r0 <weight>`` written at the bottom left. It does not set ``vmax``, so a
-large r0 weight does not fade the other boxes.
+``r0 <weight>`` written at the bottom left whenever the boxes are numbered.
+The colour bar and the legend of a figure are :mod:`groundattn.viz.heat_key`.
 
 Figures are ``matplotlib.figure.Figure`` objects made without pyplot: nothing
 is displayed and nothing is kept by a global figure manager.
@@ -17,7 +20,7 @@ Shapes: R regions (r0 included).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import colormaps
@@ -27,6 +30,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 from torch import Tensor
+
+from groundattn.viz.heat_key import (
+    CMAP,
+    COLORBAR_INCHES,
+    LEGEND_INCHES,
+    MAX_ALPHA,
+    OUTLINE_COLOUR,
+    heat_norm,
+    numbered,
+)
 
 ArrayLike = Tensor | np.ndarray | Sequence[float]
 TITLE_INCHES_PER_CHAR = 0.08
@@ -40,10 +53,10 @@ def draw_regions(
     weights: ArrayLike,
     *,
     whole_image_index: int | None = 0,
-    vmax: float | None = None,
-    cmap: str = "inferno",
-    max_alpha: float = 0.75,
-    annotate: int = 5,
+    vmax: float = 1.0,
+    cmap: str = CMAP,
+    max_alpha: float = MAX_ALPHA,
+    annotate: bool | None = None,
     top_k: int | None = None,
     fontsize: float = 6.0,
     max_side: int = 512,
@@ -57,11 +70,12 @@ def draw_regions(
         boxes: (R, 4) pixel boxes x1 y1 x2 y2 in ``image``'s coordinates.
         weights: (R,) weight of each region, e.g. a row of :func:`phrase_region_attention`.
         whole_image_index: the region drawn as a frame (r0), or None to fill every box.
-        vmax: the weight drawn at full colour and ``max_alpha`` (default: the
-            largest box weight of this panel, r0 left out).
+        vmax: the weight drawn at full colour and ``max_alpha`` (fixed: 1 by default).
         cmap: a matplotlib colormap name.
         max_alpha: opacity at ``vmax``.
-        annotate: write the weight of the ``annotate`` largest boxes.
+        annotate: write every box's weight (True) or none (False); default
+            (None): :func:`~groundattn.viz.heat_key.numbered`, every one up to
+            16 boxes.
         top_k: draw only the ``top_k`` largest boxes (default: all).
         fontsize: size of the written weights.
         max_side: the picture is shown downsampled to at most this many pixels
@@ -86,62 +100,74 @@ def draw_regions(
     ax.set_ylim(height, 0)
     ax.set_axis_off()
 
-    colours = colormaps[cmap]
+    colours, norm = colormaps[cmap], heat_norm(vmax)
     others = np.array([k for k in range(len(weights)) if k != whole_image_index], dtype=int)
-    if vmax is None:
-        vmax = float(weights[others].max()) if len(others) else 1.0
-    vmax = max(float(vmax), 1e-12)
+    if annotate is None:
+        annotate = numbered(len(weights))
     order = others[np.argsort(-weights[others], kind="stable")][:top_k]  # largest first
     drawn = order[::-1]  # lowest first, so the largest weights lie on top
-    level = np.clip(weights[drawn] / vmax, 0.0, 1.0)  # (R',)
+    level = np.clip(norm(weights[drawn]), 0.0, 1.0)  # (R',)
     faces = colours(level)  # (R', 4) RGBA
     faces[:, 3] = max_alpha * level
-    x1, y1, x2, y2 = boxes[drawn].T  # each (R',)
-    corners = np.stack([x1, y1, x2, y1, x2, y2, x1, y2], axis=1).reshape(-1, 4, 2)  # (R', 4, 2)
-    heat = PolyCollection(corners, facecolors=faces, edgecolors="none")
+    heat = PolyCollection(_corners(boxes[drawn]), facecolors=faces, edgecolors="none")
     ax.add_collection(heat, autolim=False)
 
-    top = order[:annotate]
-    if len(top):
-        edges = colours(np.clip(weights[top] / vmax, 0.0, 1.0))
-        x1, y1, x2, y2 = boxes[top].T
-        corners = np.stack([x1, y1, x2, y1, x2, y2, x1, y2], axis=1).reshape(-1, 4, 2)
+    if annotate and len(order):
         ax.add_collection(
-            PolyCollection(corners, facecolors="none", edgecolors=edges, linewidths=1),
+            PolyCollection(
+                _corners(boxes[order]), facecolors="none", linewidths=0.8,
+                edgecolors=colours(np.clip(norm(weights[order]), 0.0, 1.0)),
+            ),
             autolim=False,
-        )
-        for k in top:
+        )  # fmt: skip
+        for k in order:
             _write_weight(ax, boxes[k, 0], boxes[k, 1], f"{weights[k]:.2f}", fontsize, "top")
     if whole_image_index is not None and 0 <= whole_image_index < len(weights):
-        level0 = min(float(weights[whole_image_index]) / vmax, 1.0)
+        level0 = float(np.clip(norm(weights[whole_image_index]), 0.0, 1.0))
         x1, y1, x2, y2 = boxes[whole_image_index]
         frame = Rectangle(
             (x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colours(level0), lw=1 + 4 * level0
         )
         ax.add_patch(frame)
-        label = f"r0 {weights[whole_image_index]:.2f}"
-        _write_weight(ax, x1, y2, label, fontsize, "bottom")
+        if annotate:
+            label = f"r0 {weights[whole_image_index]:.2f}"
+            _write_weight(ax, x1, y2, label, fontsize, "bottom")
     if len(outline):
         marked = np.asarray(list(outline), dtype=int)
         if marked.min() < 0 or marked.max() >= len(weights):
             raise ValueError(
                 f"outline regions must lie in 0 … {len(weights) - 1}, got {list(outline)}"
             )
-        x1, y1, x2, y2 = boxes[marked].T  # each (M,)
-        corners = np.stack([x1, y1, x2, y1, x2, y2, x1, y2], axis=1).reshape(-1, 4, 2)  # (M, 4, 2)
         ax.add_collection(
             PolyCollection(
-                corners, facecolors="none", edgecolors="cyan", linewidths=1.2, linestyles="--"
+                _corners(boxes[marked]), facecolors="none", edgecolors=OUTLINE_COLOUR,
+                linewidths=1.2, linestyles="--",
             ),
             autolim=False,
-        )
+        )  # fmt: skip
     return heat
+
+
+def _corners(boxes: np.ndarray) -> np.ndarray:
+    """(M, 4) boxes x1 y1 x2 y2 → (M, 4, 2) polygon corners."""
+    x1, y1, x2, y2 = boxes.T  # each (M,)
+    return np.stack([x1, y1, x2, y1, x2, y2, x1, y2], axis=1).reshape(-1, 4, 2)
 
 
 def panel_title(ax: Axes, text: str, fontsize: float = 8) -> None:
     """A title just above the panel (plain text: ``set_title`` re-places every
     title at each draw, which is most of the drawing time of a 72-panel grid)."""
     ax.text(0.5, 1.01, text, transform=ax.transAxes, ha="center", va="bottom", fontsize=fontsize)
+
+
+@dataclass
+class PanelGrid:
+    """A figure of image panels at fixed positions, with room for its key."""
+
+    figure: Figure
+    axes: np.ndarray  # (nrows, ncols) of Axes
+    colorbar_axes: Axes | None  # right of the panels (``key=True``)
+    legend_axes: Axes | None  # an empty strip below the panels (``key=True``)
 
 
 def panel_figure(
@@ -152,7 +178,8 @@ def panel_figure(
     *,
     title: str = "",
     row_labels: Sequence[str] | None = None,
-) -> tuple[Figure, np.ndarray]:
+    key: bool = False,
+) -> PanelGrid:
     """A figure of ``nrows`` × ``ncols`` image panels placed at fixed positions.
 
     Fixed placement instead of a layout engine: a 6 × 12 grid lays out in no
@@ -163,75 +190,61 @@ def panel_figure(
         ncols: columns of panels.
         aspect: height / width of one panel (the image's).
         panel_size: width of one panel in inches.
-        title: written above the grid.
+        title: written above the grid (one or more lines).
         row_labels: one label per row, written vertically on the left.
+        key: keep room for a colour bar on the right and a legend below
+            (:func:`~groundattn.viz.heat_key.add_heat_key` draws them).
 
     Returns:
-        The figure and its (nrows, ncols) axes.
+        The figure, its (nrows, ncols) axes and, with ``key``, the key's axes.
     """
     pad, title_h = 0.06, 0.22  # inches: between panels, above each panel for its title
-    top = 0.45 if title else 0.08
+    lines = title.split("\n") if title else []
+    top = 0.25 + 0.17 * len(lines) if lines else 0.08
     left = 0.3 if row_labels else pad
+    right = COLORBAR_INCHES if key else 0.0
+    bottom = LEGEND_INCHES if key else 0.0
     panel_h = panel_size * aspect
     cell_w, cell_h = panel_size + pad, panel_h + title_h + pad
-    grid_w, fig_h = left + ncols * cell_w, top + nrows * cell_h
-    # A grid narrower than its title (one or two panels) is widened and centred,
-    # so that the title is not cut: about 0.08 inch per character at 10 pt.
-    fig_w = max(grid_w, 0.2 + TITLE_INCHES_PER_CHAR * len(title))
+    grid_w, fig_h = left + ncols * cell_w + right, top + nrows * cell_h + bottom
+    # A grid narrower than its title or its legend (one or two panels) is
+    # widened and centred, so that neither is cut: about 0.08 inch per
+    # character of the title at 10 pt.
+    longest = max((len(line) for line in lines), default=0)
+    fig_w = max(grid_w, 0.2 + TITLE_INCHES_PER_CHAR * longest, 4.2 if key else 0.0)
     left += (fig_w - grid_w) / 2
     fig = Figure(figsize=(fig_w, fig_h))
     axes = np.empty((nrows, ncols), dtype=object)
     for i in range(nrows):
-        bottom = fig_h - top - i * cell_h - title_h - panel_h
+        y = fig_h - top - i * cell_h - title_h - panel_h
         for j in range(ncols):
-            rect = (
-                (left + j * cell_w) / fig_w,
-                bottom / fig_h,
-                panel_size / fig_w,
-                panel_h / fig_h,
-            )
+            rect = ((left + j * cell_w) / fig_w, y / fig_h, panel_size / fig_w, panel_h / fig_h)
             axes[i, j] = fig.add_axes(rect)
         if row_labels:
-            y = (bottom + panel_h / 2) / fig_h
             fig.text(
-                (left - 0.18) / fig_w,
-                y,
-                row_labels[i],
-                rotation=90,
-                va="center",
-                ha="center",
-                fontsize=9,
-            )
+                (left - 0.18) / fig_w, (y + panel_h / 2) / fig_h, row_labels[i],
+                rotation=90, va="center", ha="center", fontsize=9,
+            )  # fmt: skip
+    colorbar_axes = legend_axes = None
+    if key:
+        grid_top, grid_bottom = fig_h - top - title_h, bottom + 0.05
+        x = left + ncols * cell_w + 0.1
+        colorbar_axes = fig.add_axes(
+            (x / fig_w, grid_bottom / fig_h, 0.12 / fig_w, (grid_top - grid_bottom) / fig_h)
+        )
+        legend_axes = fig.add_axes((0, 0, 1, (bottom - 0.02) / fig_h))
+        legend_axes.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.1 / fig_h, va="top")
-    return fig, axes
+    return PanelGrid(fig, axes, colorbar_axes, legend_axes)
 
 
-def resolve_vmax(draw: dict[str, Any], panels: Sequence[ArrayLike]) -> dict[str, Any]:
-    """Turns the ``vmax`` option of a multi-panel figure into a number or None.
-
-    ``"figure"`` (the default) puts every panel on one scale, the largest box
-    weight of the figure (r0 left out), so that panels compare; ``"panel"``
-    scales each panel to its own largest weight; a number fixes the scale.
-
-    Returns:
-        The options for :func:`draw_regions`.
-    """
-    draw = dict(draw)
-    vmax = draw.pop("vmax", "figure")
-    if vmax == "figure":
-        draw["vmax"] = largest_box_weight(panels, draw.get("whole_image_index", 0))
-    elif vmax != "panel":
-        draw["vmax"] = float(vmax)
-    return draw
-
-
-def largest_box_weight(weights: Sequence[ArrayLike], whole_image_index: int | None) -> float:
-    """The largest weight over the panels, the whole image r0 left out."""
-    stacked = np.stack([as_array(w, "weights").reshape(-1) for w in weights])  # (panels, R)
-    if whole_image_index is not None and stacked.shape[1] > 1:
-        stacked = np.delete(stacked, whole_image_index, axis=1)
-    return float(stacked.max()) if stacked.size else 1.0
+def index_list(what: str, indices: Sequence[int]) -> str:
+    """``heads 0–3`` for a contiguous run of three or more, ``heads 0, 2`` otherwise."""
+    values = list(indices)
+    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        return f"{what} {values[0]}–{values[-1]}"
+    return f"{what} " + ", ".join(str(v) for v in values)
 
 
 def as_array(values: ArrayLike, name: str) -> np.ndarray:

@@ -3,10 +3,13 @@
 :func:`visualize` reads one image of a data set root (Flickr30k Entities layout
 with ``features/<split>.h5``, such as the embedded scenes), lays out two of
 its captions and its regions (METHOD §2), runs every model given once with
-``output_attentions=True`` and writes, per model, the bertviz head and model
-views and the chosen phrase's attention over the regions as box heat (layer ×
-head grid, head average per layer, rollout); with several models, the compare
-figure. The store, the image and each tokenizer are read once, whatever the
+``output_attentions=True`` and writes groundattn's attention page (every model
+side by side, self-contained: :mod:`groundattn.viz.page`), per model the
+chosen phrase's attention over the regions as box heat (layer × head grid,
+head average per layer, rollout) and, with several models, the compare
+figure. bertviz's head and model views (:mod:`groundattn.viz.html`) are
+written only when asked for: they load their libraries from a CDN, so they
+need a network. The store, the image and each tokenizer are read once, whatever the
 number of models: the sample is read by :mod:`groundattn.viz.scene`, the
 models are loaded by :mod:`groundattn.viz.models`. The grounding accuracy
 report over a split is :mod:`groundattn.viz.grounding`; the command line
@@ -45,10 +48,12 @@ from groundattn.viz.models import (
     load_model,
     parse_model_specs,
 )
+from groundattn.viz.page import PageModel, write_attention_page
 from groundattn.viz.sample import select_sample
 from groundattn.viz.scene import EncodedCaptions, Scene, encode_captions, read_scene
 
 __all__ = [  # groundattn.cli imports these from here
+    "DEFAULT_OUTPUTS",
     "OUTPUTS",
     "VisualizeError",
     "grounding_report",
@@ -56,8 +61,13 @@ __all__ = [  # groundattn.cli imports these from here
     "visualize",
 ]
 
-OUTPUTS = ("head_view", "model_view", "heads", "layers", "rollout", "compare")
-"""What :func:`visualize` can write: per model two HTML views and three PNGs; the compare PNG."""
+OUTPUTS = ("attention", "head_view", "model_view", "heads", "layers", "rollout", "compare")
+"""What :func:`visualize` can write: the attention page; per model two bertviz views and
+three PNGs; the compare PNG."""
+NETWORK_OUTPUTS = ("head_view", "model_view")
+"""bertviz's views: they load require.js, d3 and jQuery from a CDN (not written by default)."""
+DEFAULT_OUTPUTS = tuple(kind for kind in OUTPUTS if kind not in NETWORK_OUTPUTS)
+"""What :func:`visualize` writes by default: everything that works offline."""
 
 
 def visualize(
@@ -78,13 +88,14 @@ def visualize(
     max_caption_tokens: int = MAX_CAPTION_TOKENS,
     image_dir: str | Path | None = None,
     dpi: float = 150,
-    outputs: Collection[str] = OUTPUTS,
+    outputs: Collection[str] = DEFAULT_OUTPUTS,
 ) -> list[Path]:
     """Draws one sample's attention for each model; returns the files written.
 
-    Writes ``<out_dir>/<model>/{head_view,model_view}.html`` and
-    ``{heads,layers,rollout}.png``, ``<out_dir>/compare.png`` with several
-    models, and ``<out_dir>/sample.json`` (captions, phrase, tokens, labels).
+    Writes ``<out_dir>/attention.html`` (every model side by side),
+    ``<out_dir>/<model>/{heads,layers,rollout}.png`` (and, if asked for,
+    bertviz's ``{head_view,model_view}.html``), ``<out_dir>/compare.png`` with
+    several models, and ``<out_dir>/sample.json`` (captions, phrase, tokens, labels).
 
     Args:
         out_dir: where the files go.
@@ -99,7 +110,8 @@ def visualize(
         caption_index: which of the image's captions are c1 and c2.
         phrase: the phrase whose attention is drawn: a marked-up phrase's text, or
             any text of the captions (first occurrence, c1 first); default: the
-            first phrase grounded to a region.
+            first phrase grounded to some of the boxes but not all (see
+            :func:`~groundattn.viz.scene.read_scene`).
         layers: layers shown (HTML views and PNGs; default all).
         heads: heads shown; the head averages and the compare figure average them.
         direction: the HTML views' block: ``"all"``, ``"text_to_region"``,
@@ -109,9 +121,10 @@ def visualize(
         max_caption_tokens: word pieces kept per caption.
         image_dir: folder of ``<image_id>.jpg`` (default: ``<root>/images`` …).
         dpi: resolution of the PNGs.
-        outputs: the files to write, a subset of :data:`OUTPUTS` (the 72-panel
-            head grid of a 6 × 12 model is most of the time: leave it out of a
-            four-model comparison that needs only ``{"compare"}``).
+        outputs: the files to write, a subset of :data:`OUTPUTS`; default
+            :data:`DEFAULT_OUTPUTS` (the 72-panel head grid of a 6 × 12 model is
+            most of the time: leave it out of a four-model comparison that
+            needs only ``{"compare"}``).
 
     Raises:
         VisualizeError: unknown image, phrase not in the captions, bad layers/heads.
@@ -144,7 +157,7 @@ def visualize(
             encoded[model.bert] = encode_captions(tokenizers[model.bert], scene, max_caption_tokens)
 
     boxes = scene.regions.boxes
-    written, weights, rollouts, record = [], {}, {}, {}
+    written, weights, rollouts, record, pages = [], {}, {}, {}, []
     for model in loaded:
         sample = encoded[model.bert]
         shown_layers, shown_heads = shown[model.name]
@@ -165,18 +178,26 @@ def visualize(
             for kind, write in views.items()
             if kind in outputs
         ]
+        rollout = cut.rollout()  # (L, n, n)
+        pages.append(
+            PageModel(
+                model.name, model.source, cut.attention, rollout, labels, cut.text_positions,
+                cut.region_positions, sample.phrase_positions, shown_layers, shown_heads,
+            )
+        )  # fmt: skip
         phrase_weights = phrase_region_attention(
             cut.attention, sample.phrase_positions, cut.region_positions
         )
         rolled = phrase_region_attention(
-            cut.rollout(), sample.phrase_positions, cut.region_positions
+            rollout, sample.phrase_positions, cut.region_positions
         )  # (L, R)
         weights[model.name] = phrase_weights[:, shown_heads]  # (L, H', R)
         rollouts[model.name] = rolled
         draw = {"outline": scene.grounded, "layers": shown_layers, "phrase": scene.phrase}
+        draw |= {"model": model.name}
         figures = {  # kind: (plot, region weights, its own options)
             "heads": (plot_head_grid, phrase_weights, {"heads": shown_heads}),
-            "layers": (plot_layer_average, weights[model.name], {}),
+            "layers": (plot_layer_average, weights[model.name], {"heads": shown_heads}),
             "rollout": (plot_rollout, rolled, {}),
         }
         for kind, (plot, values, options) in figures.items():
@@ -185,14 +206,28 @@ def visualize(
                 written.append(save_figure(fig, folder / f"{kind}.png", dpi=dpi))
         record[model.name] = {"source": model.source, "tokens": sample.tokens, "labels": labels}
         record[model.name] |= {"phrase_positions": sample.phrase_positions}
+    if "attention" in outputs:
+        page = write_attention_page(
+            out / "attention.html", scene.image, boxes, pages, image_id=scene.image_id,
+            split=split, phrase=scene.phrase, grounded=scene.grounded,
+            captions=[c.text for c in scene.captions],
+        )  # fmt: skip
+        written.insert(0, page)
     if len(loaded) > 1 and "compare" in outputs:
         fig = plot_compare(
             scene.image, boxes, weights, layer=compare_layer, rollouts=rollouts,
-            phrase=scene.phrase, outline=scene.grounded,
+            phrase=scene.phrase, outline=scene.grounded, image_id=scene.image_id,
+            heads=_common_heads(shown),
         )  # fmt: skip
         written.append(save_figure(fig, out / "compare.png", dpi=dpi))
     written.append(_write_json(out / "sample.json", _sample_record(scene, split, record)))
     return written
+
+
+def _common_heads(shown: Mapping[str, tuple[list[int], list[int]]]) -> list[int] | None:
+    """The heads shown of every model, if they are the same (for the compare figure's label)."""
+    heads = {tuple(h) for _, h in shown.values()}
+    return list(next(iter(heads))) if len(heads) == 1 else None
 
 
 def _check(chosen: Sequence[int] | None, size: int, what: str, model: str) -> list[int]:

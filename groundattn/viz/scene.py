@@ -87,21 +87,26 @@ def read_scene(
     chains = (
         ground_chains(read_annotations(annotation).boxes, selected) if annotation.is_file() else {}
     )
-    which, span, text, chain = _find_phrase(pair, phrase, chains)
+    which, span, text, chain = _find_phrase(pair, phrase, chains, len(selected) - 1)
     names = _region_names(root, split, image_id, selected, chains, [*own, *pair])
     image = _open_image(root, image_id, image_dir, size)
     scene = Scene(image_id, image, selected, names, pair, text, which, span, chains.get(chain, []))
     return scene, feature_dim
 
 
-def _find_phrase(pair, phrase: str | None, chains: Mapping[str, list[int]]):
-    """(caption 0/1, character span, text, chain id) of the phrase to draw."""
+def _find_phrase(pair, phrase: str | None, chains: Mapping[str, list[int]], boxes: int):
+    """(caption 0/1, character span, text, chain id) of the phrase to draw.
+
+    By default the first visual phrase grounded to some of the ``boxes`` (r0
+    left out) but not all, as only such a phrase can show whether a model
+    looks at the right ones; else the first grounded one, else the first visual one.
+    """
     marked = [(k, p) for k, c in enumerate(pair) for p in c.phrases]
     if phrase is None:
         visual = [(k, p) for k, p in marked if p.is_visual]
-        chosen = next(
-            ((k, p) for k, p in visual if chains.get(p.chain_id)), visual[0] if visual else None
-        )
+        grounded = [(k, p) for k, p in visual if chains.get(p.chain_id)]
+        strict = [(k, p) for k, p in grounded if len(chains[p.chain_id]) < boxes]
+        chosen = next(iter(strict + grounded + visual), None)
         if chosen is None:
             raise VisualizeError("the captions mark no grounded phrase: pass the phrase to draw")
         return chosen[0], chosen[1].char_span, chosen[1].text, chosen[1].chain_id

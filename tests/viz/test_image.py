@@ -12,6 +12,7 @@ from groundattn.viz import (
     plot_rollout,
     save_figure,
 )
+from groundattn.viz.heat_key import COLORBAR_INCHES, LEGEND_INCHES
 
 PHRASE, REGIONS = [1, 2], [4, 5, 6, 7]  # positions in phrase_attention's layout
 
@@ -96,8 +97,9 @@ def test_png_has_the_figure_size_times_dpi(tmp_path, image, boxes):
     size = Image.open(path).size
     width, height = fig.get_size_inches() * 80
     assert size == (int(width), int(height))  # Agg truncates to whole pixels
-    # 3 panels of 1 inch + gaps; 2 rows of 0.5 inch panels + titles + the figure title.
-    expected = (80 * (0.06 + 3 * 1.06), 80 * (0.45 + 2 * 0.78))
+    # 3 panels of 1 inch + gaps + the colour bar; 2 rows of 0.5 inch panels + titles,
+    # the one-line figure title above and the legend below.
+    expected = (80 * (0.06 + 3 * 1.06 + COLORBAR_INCHES), 80 * (0.42 + 2 * 0.78 + LEGEND_INCHES))
     assert all(abs(got - want) <= 1 for got, want in zip(size, expected, strict=True))
 
 

@@ -25,26 +25,34 @@ def two_models(scenes, model_dirs, tmp_path_factory):
 
 def test_writes_every_file_once_per_model(two_models):
     out, files, _ = two_models
-    per_model = ["head_view.html", "model_view.html", "heads.png", "layers.png", "rollout.png"]
+    per_model = ["heads.png", "layers.png", "rollout.png"]
     expected = [out / m / f for m in ("direct", "none") for f in per_model]
-    assert files == [*expected, out / "compare.png", out / "sample.json"]
+    assert files == [out / "attention.html", *expected, out / "compare.png", out / "sample.json"]
 
 
-def test_default_phrase_is_the_first_grounded_one_and_regions_are_named(two_models):
+def test_default_phrase_is_grounded_to_some_boxes_not_all(two_models):
     _, _, sample = two_models
     assert sample["captions"][0] == "There are six diamonds in the frame ."
-    assert sample["phrase"] == "six diamonds" and sample["phrase_caption"] == 1
-    assert sample["grounded_regions"] == [1, 2, 3, 4, 5, 6]  # the group of all six objects
+    # "six diamonds" (c1) is grounded to all six boxes: c2's first phrase is chosen.
+    assert sample["phrase"] == "All the orange figures" and sample["phrase_caption"] == 2
+    assert 0 < len(sample["grounded_regions"]) < len(sample["region_names"]) - 1
     assert sample["region_names"][:3] == [None, "green diamond", "orange diamond"]  # world.jsonl
     tokens = sample["models"]["direct"]["tokens"]
     assert [tokens[p] for p in sample["models"]["direct"]["phrase_positions"]] == [
-        "six",
-        "diamonds",
+        "all",
+        "the",
+        "orange",
+        "figures",
     ]
 
 
-def test_html_views_hold_caption_tokens_and_region_labels(two_models):
-    out, _, sample = two_models
+def test_bertviz_views_hold_caption_tokens_and_region_labels(scenes, model_dirs, tmp_path):
+    out = tmp_path
+    visualize(
+        out, data_root=scenes, split="val", image_id=IMAGE, models=model_dirs,
+        outputs={"head_view", "model_view"},
+    )  # fmt: skip
+    sample = json.loads((out / "sample.json").read_text())
     for view in ("head_view", "model_view"):
         page = (out / "direct" / f"{view}.html").read_text(encoding="utf-8")
         (params,) = embedded_params(page)["attention"]
@@ -56,20 +64,27 @@ def test_html_views_hold_caption_tokens_and_region_labels(two_models):
         assert np.asarray(params["attn"]).shape[:2] == (L, H)
 
 
-def test_pngs_have_the_grid_sizes(two_models):
+def test_pngs_have_the_grid_sizes_and_name_model_phrase_and_layers(two_models):
     out, _, sample = two_models
-    phrase = f"“{sample['phrase']}”"
+    named = f"model direct · phrase “{sample['phrase']}”"
+    compare = f"phrase “{sample['phrase']}” · image {IMAGE}"
+    regions = "attention over the regions"
     expected = {  # image panels: rows, columns, width in inches, title, row labels
-        "direct/heads.png": (L, H, 1.6, f"{phrase}: per layer and head", None),
-        "direct/layers.png": (1, L, 2.0, f"{phrase}: head average per layer", None),
-        "direct/rollout.png": (1, L, 2.0, f"{phrase}: attention rollout per layer", None),
-        "compare.png": (2, 2, 2.4, phrase, ["last layer, head mean", "rollout, last layer"]),
-    }
+        "direct/heads.png": (L, H, 1.6, f"{named}\n{regions}, per layer and head", None),
+        "direct/layers.png": (1, L, 2.0, f"{named}\n{regions}, mean of heads 0–3, per layer", None),
+        "direct/rollout.png": (
+            1, L, 2.0, f"{named}\nattention rollout (mean of all heads) over the regions", None,
+        ),
+        "compare.png": (
+            2, 2, 2.4, f"{compare}\n{regions}, one column per model",
+            [f"layer {L - 1}, mean of heads 0–3", "rollout up to the last layer"],
+        ),
+    }  # fmt: skip
     for name, (rows, cols, size, title, row_labels) in expected.items():
-        fig, _ = panel_figure(
-            rows, cols, 1.0, size, title=title, row_labels=row_labels
+        grid = panel_figure(
+            rows, cols, 1.0, size, title=title, row_labels=row_labels, key=True
         )  # 128 × 128 images
-        width, height = fig.get_size_inches() * DPI
+        width, height = grid.figure.get_size_inches() * DPI
         with Image.open(out / name) as png:
             assert png.size == (int(width), int(height)), name
 
@@ -92,8 +107,9 @@ def test_plain_text_captions_filters_and_the_default_initialisation(scenes, tmp_
         tmp_path, data_root=scenes, split="val", image_id=int(IMAGE), models={"init": None},
         captions=captions, phrase="GREEN  diamond", layers=[5], heads=[0, 2],
         direction="text_to_region", dpi=DPI,
+        outputs={"attention", "head_view", "model_view", "heads", "layers", "rollout", "compare"},
     )  # fmt: skip
-    assert len(files) == 6  # one model: no compare figure
+    assert len(files) == 7  # one model: no compare figure
     sample = json.loads((tmp_path / "sample.json").read_text())
     assert sample["phrase"] == "green diamond" and sample["phrase_char_span"] == [7, 20]
     assert sample["grounded_regions"] == []  # plain text grounds nothing
@@ -105,8 +121,11 @@ def test_plain_text_captions_filters_and_the_default_initialisation(scenes, tmp_
     assert "green" in view["left_text"] and all(t.startswith("[IMG:") for t in view["right_text"])
     assert np.asarray(view["attn"]).shape[:2] == (1, 2)
     with Image.open(tmp_path / "init" / "heads.png") as png:
-        fig, _ = panel_figure(1, 2, 1.0, 1.6, title="“green diamond”: per layer and head")
-        assert png.size == tuple(int(v) for v in fig.get_size_inches() * DPI)
+        title = (
+            "model init · phrase “green diamond”\nattention over the regions, per layer and head"
+        )
+        grid = panel_figure(1, 2, 1.0, 1.6, title=title, key=True)
+        assert png.size == tuple(int(v) for v in grid.figure.get_size_inches() * DPI)
 
 
 def test_markup_captions_ground_their_phrases(scenes, model_dirs, tmp_path):
