@@ -10,6 +10,7 @@ from pathlib import Path
 
 DEFAULT_DATA = Path("data/scenes")
 VIZ_OUTPUTS = (
+    "attention",
     "head_view",
     "model_view",
     "heads",
@@ -17,6 +18,7 @@ VIZ_OUTPUTS = (
     "rollout",
     "compare",
 )  # groundattn.viz.run.OUTPUTS
+VIZ_NETWORK = ("head_view", "model_view")  # bertviz: libraries from a CDN, need a network
 
 
 def _prepare_scenes(args) -> None:
@@ -187,7 +189,11 @@ def _add_visualize_arguments(parser) -> None:
         metavar=("I", "J"),
         help="which of the image's captions are c1 and c2 (default: 0 1)",
     )
-    add("--phrase", help="phrase whose attention is drawn (default: the first grounded one)")
+    add(
+        "--phrase",
+        help="phrase whose attention is drawn (default: the first one grounded to some of the "
+        "boxes but not all)",
+    )
     add("--layers", type=int, nargs="+", metavar="L", help="layers shown (default: all)")
     add("--heads", type=int, nargs="+", metavar="H", help="heads shown (default: all)")
     add(
@@ -208,9 +214,12 @@ def _add_visualize_arguments(parser) -> None:
         "--outputs",
         nargs="+",
         choices=VIZ_OUTPUTS,
-        default=list(VIZ_OUTPUTS),
+        default=[kind for kind in VIZ_OUTPUTS if kind not in VIZ_NETWORK],
         metavar="KIND",
-        help=f"files to write, of {', '.join(VIZ_OUTPUTS)} (default: all)",
+        help=f"files to write, of {', '.join(VIZ_OUTPUTS)}. attention: groundattn's own "
+        "attention page (attention.html, plain JavaScript and SVG, works offline, every model "
+        "side by side); head_view, model_view: bertviz's views, which load require.js, d3 and "
+        "jQuery from a CDN and need a network (default: all but those two)",
     )
     add("--grounding", action="store_true", help="grounding accuracy report over --split instead")
     add("--max-images", type=int, default=100, help="images of the report (0: all)")
@@ -221,7 +230,7 @@ def _visualize(args) -> None:
 
     models = parse_model_specs(args.model)
     if args.grounding:
-        written = [
+        pngs = [
             grounding_report(
                 args.out,
                 data_root=args.data,
@@ -234,6 +243,7 @@ def _visualize(args) -> None:
             )
             for name, path in models.items()
         ]
+        written = [f for png in pngs for f in (png, png.with_suffix(".json"))]
     elif args.image is None:
         raise VisualizeError("--image is needed (or --grounding for the accuracy report)")
     else:

@@ -35,7 +35,9 @@ for the head view, every shown layer and head for the model view), hence
 ``max_lines``.
 
 Viewing needs a network connection: bertviz loads require.js, d3 and jQuery
-from cdnjs.cloudflare.com.
+from cdnjs.cloudflare.com; the page says so, and says it again, in red, when
+they did not load. groundattn's own page (:mod:`groundattn.viz.page`) is the
+offline view.
 """
 
 from __future__ import annotations
@@ -374,10 +376,24 @@ def _document(
     header = html.escape(" · ".join(parts))
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>groundattn {kind}</title></head><body>\n"
+        f"<title>groundattn {kind} (bertviz)</title></head><body>\n"
         f'<p style="font-family:sans-serif;font-size:13px">{header}</p>\n'
-        f"{body}\n</body></html>\n"
+        f'<p style="font-family:sans-serif;font-size:13px">{NETWORK_NOTE}</p>\n'
+        f"{body}\n{_OFFLINE_CHECK}\n</body></html>\n"
     )
+
+
+NETWORK_NOTE = (
+    "bertviz's view: it loads require.js, d3 and jQuery from cdnjs.cloudflare.com and needs a "
+    "network. groundattn's own attention page (attention.html) works offline."
+)
+_OFFLINE_CHECK = (  # offline, bertviz's script stops at require(): say why the page is empty
+    '<p id="ga-offline" hidden style="font-family:sans-serif;color:#b00">'
+    "Offline: bertviz's libraries did not load, so this view cannot draw. "
+    "Open attention.html instead.</p>"
+    '<script>if (typeof require === "undefined") '
+    'document.getElementById("ga-offline").hidden = false;</script>'
+)
 
 
 def _write(path: str | Path, text: str) -> Path:
