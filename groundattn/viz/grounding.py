@@ -18,7 +18,7 @@ import torch
 from groundattn.data.regions import RegionSource
 from groundattn.data.store import FeatureStore
 from groundattn.model import load_tokenizer
-from groundattn.supervision import grounding_hits, rollout
+from groundattn.supervision import grounding_chance, grounding_hits, rollout
 from groundattn.tasks.vgp import VGPDataset, collate_vgp
 from groundattn.viz.errors import VisualizeError
 from groundattn.viz.heatmap import plot_grounding_accuracy
@@ -76,13 +76,14 @@ def grounding_report(
         negatives=data.get("negatives", "hard"), seed=run.get("seed", 0),
     )  # fmt: skip
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_vgp)
-    hits = rolled_hits = total = 0
+    hits = rolled_hits = total = chance = 0
     with torch.inference_mode():
         for batch in loader:
             batch = batch.to(device)
             output = encoder(batch.inputs, output_attentions=True)
             probs = output.attention.probs.float()  # (B, L, H, N, N)
             h, count = grounding_hits(probs, batch.grounding, output.region_mask)  # (L, H), ()
+            chance = chance + grounding_chance(batch.grounding, output.region_mask)
             r, _ = grounding_hits(
                 rollout(probs, output.valid_mask), batch.grounding, output.region_mask
             )
@@ -91,10 +92,12 @@ def grounding_report(
         raise VisualizeError(f"split {split!r} of {root} gives no grounded text token")
     accuracy = hits.double().cpu() / int(total)  # (L, H)
     rolled = rolled_hits.double().cpu() / int(total)  # (L,)
+    chance = float(chance) / int(total)
     label = name or (model.source if model_dir is not None else INIT)
     fig = plot_grounding_accuracy(
         accuracy,
         rollout=rolled,
+        chance=chance,
         title=f"Grounding accuracy: {label}, {split} ({len(dataset)} samples)",
     )
     stem = f"grounding_{folder_name(name)}" if name else "grounding"
@@ -112,6 +115,7 @@ def grounding_report(
         "rollout": rolled.tolist(),  # (L,)
         "best": {"layer": best // H, "head": best % H, "accuracy": float(accuracy.max())},
         "mean": float(accuracy.mean()),
+        "chance": chance,
         "rollout_best": {"layer": int(rolled.argmax()), "accuracy": float(rolled.max())},
     }
     # out/ exists: save_figure made it.

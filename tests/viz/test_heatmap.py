@@ -32,3 +32,18 @@ def test_rollout_column():
         plot_grounding_accuracy(accuracy, rollout=torch.rand(2))
     with pytest.raises(ValueError, match="accuracy"):
         plot_grounding_accuracy(torch.rand(3))
+
+
+def test_the_scale_is_centred_on_chance_and_shows_the_differences():
+    accuracy = torch.tensor([[0.20, 0.25], [0.30, 0.35]])
+    fig = plot_grounding_accuracy(accuracy, chance=0.25)
+    image = fig.axes[0].images[0]
+    assert image.norm(0.25) == pytest.approx(0.5)  # chance is the scale's centre (white)
+    assert image.norm(0.35) == pytest.approx(1.0, abs=1e-4)
+    assert image.norm(0.15) == pytest.approx(0.0, abs=1e-4)
+    assert "chance (uniform over the regions) 0.25" in fig.get_suptitle()
+    bar = fig.axes[-1]
+    assert any(t.get_text().strip() == "chance" for t in bar.texts)
+    plain = plot_grounding_accuracy(accuracy).axes[0].images[0]
+    assert plain.norm(0.20) == pytest.approx(0.0, abs=1e-4)
+    assert plain.norm(0.35) == pytest.approx(1.0, abs=1e-4)
