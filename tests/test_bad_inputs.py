@@ -242,12 +242,15 @@ def _corrupt_jpeg(tmp, root):
     return folder
 
 
-def _boxes_outside(root, tmp):
-    folder = _images(tmp, root, 1)
-    image = next(folder.iterdir()).stem
-    (tmp / "boxes.json").write_text(json.dumps({image: [[10, 10, 5000, 40]]}))
-    out = str(tmp / "s.h5")
-    return ["prepare", "features", "--images", str(folder), "--out", out, "--boxes", str(tmp / "boxes.json")]  # fmt: skip
+def _boxes(entry):
+    def setup(root, tmp):
+        folder = _images(tmp, root, 1)
+        image = next(folder.iterdir()).stem
+        (tmp / "boxes.json").write_text(json.dumps({image: entry}))
+        out = str(tmp / "s.h5")
+        return ["prepare", "features", "--images", str(folder), "--out", out, "--boxes", str(tmp / "boxes.json")]  # fmt: skip
+
+    return setup
 
 
 def _tsv(rows: list[list[str]]):
@@ -313,7 +316,8 @@ CASES = [
         "f.tsv, line 1",
     ),
     Case("corrupt JPEG", _features("--grid", "2", "2", images=_corrupt_jpeg), "999.jpg"),
-    Case("box outside its image", _boxes_outside, "boxes.json"),
+    Case("box outside its image", _boxes([[10, 10, 5000, 40]]), "boxes.json"),
+    Case("boxes file of another format", _boxes({"whole_image": 0}), "boxes.json"),
     # missing ids across files
     Case("split file missing", _split_missing, "val.txt"),
     Case("image in no feature store", _store_missing_image, "424242"),

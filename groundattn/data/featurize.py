@@ -38,7 +38,10 @@ def _read_boxes(path: Path) -> dict[str, np.ndarray]:
         raise FormatError(path, "expected an object mapping image ids to lists of [x1, y1, x2, y2]")
     boxes = {}
     for image_id, items in raw.items():
-        array = np.asarray(items, dtype=np.float32)
+        try:
+            array = np.asarray(items, dtype=np.float32)
+        except (TypeError, ValueError):
+            array = np.empty((0,))  # not a list of numbers: reported below
         if array.ndim != 2 or array.shape[1] != 4:
             raise FormatError(
                 path,
