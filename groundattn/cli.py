@@ -18,7 +18,7 @@ VIZ_OUTPUTS = (
     "rollout",
     "compare",
 )  # groundattn.viz.run.OUTPUTS
-VIZ_NETWORK = ("head_view", "model_view")  # bertviz: libraries from a CDN, need a network
+VIZ_NETWORK = ("head_view", "model_view")  # groundattn.viz.run.NETWORK_OUTPUTS (bertviz: a CDN)
 
 
 def _prepare_scenes(args) -> None:

@@ -125,7 +125,7 @@ def test_every_user_error_is_a_groundattn_error():
     assert issubclass(ExistingFileError, FileExistsError)
 
 
-def test_prepare_features_from_images(small_scenes, tmp_path):
+def test_prepare_features_from_images(small_scenes, tmp_path, caplog):
     images = tmp_path / "images"
     images.mkdir()
     for file in sorted((small_scenes / "images").iterdir())[:3]:
@@ -167,6 +167,8 @@ def test_prepare_features_from_images(small_scenes, tmp_path):
         assert (
             store[first].boxes.shape == (2, 4) and store[first].provenance[1] == Provenance.DETECTED
         )
+        assert [len(store[i].boxes) for i in store.image_ids() if i != first] == [1, 1]
+    assert "2 of 3 images have no entry" in caplog.text  # said, not silent
 
 
 def test_prepare_features_rejects_bad_boxes(small_scenes, tmp_path, capsys):
@@ -211,10 +213,14 @@ def test_missing_subcommand_exits(argv):
 
 
 def test_visualize_outputs_match_the_library():
-    from groundattn.cli import VIZ_OUTPUTS
-    from groundattn.viz.run import OUTPUTS
+    from groundattn.cli import VIZ_NETWORK, VIZ_OUTPUTS, build_parser
+    from groundattn.viz.run import DEFAULT_OUTPUTS, NETWORK_OUTPUTS, OUTPUTS
 
-    assert VIZ_OUTPUTS == OUTPUTS
+    assert VIZ_OUTPUTS == OUTPUTS and VIZ_NETWORK == NETWORK_OUTPUTS
+    args = build_parser().parse_args(
+        ["visualize", "--data", "d", "--model", "runs/x", "--out", "v"]
+    )
+    assert tuple(args.outputs) == DEFAULT_OUTPUTS
 
 
 def test_every_training_command_evaluate_and_experiment(small_scenes, tmp_path, capsys):

@@ -12,6 +12,7 @@ default, or a pretrained CNN), run on batches of images.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,8 @@ from groundattn.data.errors import FormatError
 from groundattn.data.extractor import grid_boxes
 from groundattn.data.store import FeatureStoreWriter, Provenance, RegionFeatures
 from groundattn.errors import MissingFileError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -100,6 +103,12 @@ def featurize_images(
             raise FormatError(
                 Path(boxes), f"boxes for images not in {images}: {', '.join(missing[:5])}"
             )
+        boxless = [f.stem for f in files if f.stem not in given]
+        if boxless:
+            log.warning(
+                "%s: %d of %d images have no entry (e.g. %s): stored with the whole-image box alone",
+                boxes, len(boxless), len(files), ", ".join(boxless[:3]),
+            )  # fmt: skip
     columns, rows = grid
     if columns < 1 or rows < 1:
         raise ConfigError(
