@@ -50,7 +50,7 @@ from groundattn.viz.models import (
 )
 from groundattn.viz.page import PageModel, write_attention_page
 from groundattn.viz.sample import select_sample
-from groundattn.viz.scene import EncodedCaptions, Scene, encode_captions, read_scene
+from groundattn.viz.scene import EncodedCaptions, SharedSample, encode_captions, read_scene
 
 __all__ = [  # groundattn.cli imports these from here
     "DEFAULT_OUTPUTS",
@@ -241,7 +241,7 @@ def _check(chosen: Sequence[int] | None, size: int, what: str, model: str) -> li
     return out
 
 
-def _sample_record(scene: Scene, split: str, models: dict) -> dict:
+def _sample_record(scene: SharedSample, split: str, models: dict) -> dict:
     return {
         "image_id": scene.image_id,
         "split": split,

@@ -42,7 +42,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)
-class Scene:
+class SharedSample:
     """One image with its regions and two captions, before tokenisation."""
 
     image_id: str
@@ -58,7 +58,7 @@ class Scene:
 
 def read_scene(
     root: Path, split: str, image_id: str, captions, caption_index, phrase, regions, image_dir
-) -> tuple[Scene, int]:
+) -> tuple[SharedSample, int]:
     """Reads everything the models share; returns it and the store's feature dimension."""
     store_path = root / "features" / f"{split}.h5"
     with FeatureStore(store_path) as store:
@@ -90,7 +90,9 @@ def read_scene(
     which, span, text, chain = _find_phrase(pair, phrase, chains, len(selected) - 1)
     names = _region_names(root, split, image_id, selected, chains, [*own, *pair])
     image = _open_image(root, image_id, image_dir, size)
-    scene = Scene(image_id, image, selected, names, pair, text, which, span, chains.get(chain, []))
+    scene = SharedSample(
+        image_id, image, selected, names, pair, text, which, span, chains.get(chain, [])
+    )
     return scene, feature_dim
 
 
@@ -160,9 +162,10 @@ def _scene_objects(
     entry = json.loads(rows_file.read_text(encoding="utf-8")).get(image_id)
     record = None
     with open(world, encoding="utf-8") as lines:
-        for line in lines:  # one image per line, "image_id" first: parse only the right one
-            if f'"image_id": {image_id},' in line[:40] or f'"image_id": "{image_id}",' in line[:40]:
-                record = json.loads(line)
+        for line in lines:  # JSON lines: one image per line
+            parsed = json.loads(line) if line.strip() else {}
+            if str(parsed.get("image_id")) == image_id:
+                record = parsed
                 break
     if entry is None or record is None:
         return []
@@ -209,7 +212,7 @@ class _Proxy:  # ... and of a caption
     phrases: list[_Span]
 
 
-def encode_captions(tokenizer, scene: Scene, max_tokens: int) -> EncodedCaptions:
+def encode_captions(tokenizer, scene: SharedSample, max_tokens: int) -> EncodedCaptions:
     """Word pieces of the two captions and the phrase's positions (character offsets)."""
     proxies = [
         _Proxy(c.text, [_Span(scene.phrase_span)] if k == scene.phrase_caption else [])

@@ -23,7 +23,7 @@ import numpy as np
 from groundattn.data.scenes.entities import write_splits
 from groundattn.data.scenes.refer import write_refer, xywh
 from groundattn.data.scenes.vgp import CSV_COLUMNS
-from groundattn.data.scenes.vqa import Question, write_vqa
+from groundattn.data.scenes.vqa import SceneQuestion, write_vqa
 from groundattn.data.store import FeatureStoreWriter, Provenance, RegionFeatures
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "pink", "brown")
@@ -104,7 +104,7 @@ def write_vqa_world(
                         Provenance.DETECTED,
                     ),
                 )
-                question = Question(
+                question = SceneQuestion(
                     image_id * 10, image_id, "colour", VQA_QUESTION, COLOURS[colour], {}
                 )
                 answers = [

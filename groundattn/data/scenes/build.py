@@ -22,8 +22,8 @@ from groundattn.data.extractor import extract_regions
 from groundattn.data.scenes.captions import Captions, make_captions
 from groundattn.data.scenes.refer import Referent, make_referents, simulate_detections
 from groundattn.data.scenes.render import render_scene, save_image
-from groundattn.data.scenes.vgp import PhrasePair, image_pairs
-from groundattn.data.scenes.vqa import Question, human_answers, make_questions
+from groundattn.data.scenes.vgp import LabelledPair, image_pairs
+from groundattn.data.scenes.vqa import SceneQuestion, human_answers, make_questions
 from groundattn.data.scenes.world import Scene, sample_scene, with_boxes
 from groundattn.data.store import Provenance, RegionFeatures
 
@@ -50,8 +50,8 @@ class ImageResult:
     job: ImageJob
     scene: Scene
     captions: Captions
-    pairs: list[PhrasePair]
-    questions: list[tuple[Question, list[dict]]]
+    pairs: list[LabelledPair]
+    questions: list[tuple[SceneQuestion, list[dict]]]
     referents: list[Referent]
     detections: list[dict]  # box as x1 y1 x2 y2
     regions: RegionFeatures

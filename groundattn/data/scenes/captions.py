@@ -63,7 +63,7 @@ class Chain:
 
 
 @dataclass(frozen=True)
-class Phrase:
+class CaptionPhrase:
     """A grounded phrase: its caption, chain, types, surface text and stated attributes."""
 
     caption: int
@@ -78,7 +78,7 @@ class Captions:
     """The captions of one image: markup lines, phrases and the chains they name."""
 
     lines: list[str]
-    phrases: list[Phrase]
+    phrases: list[CaptionPhrase]
     chains: list[Chain]
 
 
@@ -260,14 +260,16 @@ def _choose_objects(b: _Builder, mentions: np.ndarray) -> list[int]:
     return [chosen[i] for i in b.rng.permutation(len(chosen))]
 
 
-def _render(segments: list, caption: int) -> tuple[str, list[Phrase]]:
+def _render(segments: list, caption: int) -> tuple[str, list[CaptionPhrase]]:
     words, phrases = [], []
     for i, segment in enumerate(segments + ["."]):
         if isinstance(segment, _Mention):
             text = segment.text[0].upper() + segment.text[1:] if i == 0 else segment.text
             words.append(f"[/EN#{segment.chain.chain_id}/{'/'.join(segment.types)} {text}]")
             phrases.append(
-                Phrase(caption, segment.chain.chain_id, segment.types, text, segment.attributes)
+                CaptionPhrase(
+                    caption, segment.chain.chain_id, segment.types, text, segment.attributes
+                )
             )
         else:
             words.append(segment[0].upper() + segment[1:] if i == 0 else segment)

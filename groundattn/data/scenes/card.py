@@ -6,16 +6,16 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from groundattn.data.refcoco import SPLITS as REFER_SPLITS
 from groundattn.data.scenes.build import ImageResult
-from groundattn.data.scenes.vgp import LABEL_NAMES, PhrasePair
+from groundattn.data.scenes.vgp import LABEL_NAMES, LabelledPair
 from groundattn.data.scenes.vqa import answer_type
+from groundattn.data.vqa import ANSWER_TYPES
 
 FORMAT_VERSION = 1
-ANSWER_TYPES = ("yes/no", "number", "other")
-REFER_SPLITS = ("train", "val", "testA", "testB")
 
 
-def split_counts(results: list[ImageResult], pairs: list[PhrasePair]) -> dict:
+def split_counts(results: list[ImageResult], pairs: list[LabelledPair]) -> dict:
     """Counts of one image split (``pairs``: the VGP pairs kept for it)."""
     chains = [c for r in results for c in r.captions.chains]
     phrases = [p for r in results for p in r.captions.phrases]

@@ -14,7 +14,7 @@ from pathlib import Path
 from groundattn.data.scenes.build import ImageResult
 from groundattn.data.scenes.entities import object_chains
 from groundattn.data.scenes.refer import category_id, refer_split, write_refer, xywh
-from groundattn.data.scenes.vgp import PhrasePair
+from groundattn.data.scenes.vgp import LabelledPair
 
 ANN_STRIDE = 10
 
@@ -51,7 +51,7 @@ def ref_dicts(r: ImageResult, next_ref: int, next_sent: int) -> list[dict]:
     return refs
 
 
-def image_record(r: ImageResult, pairs: list[PhrasePair], refs: list[dict]) -> dict:
+def image_record(r: ImageResult, pairs: list[LabelledPair], refs: list[dict]) -> dict:
     """One line of ``world.jsonl``."""
     scene, image_id = r.scene, r.job.image_id
     chains = object_chains(r.captions, len(scene.objects))
@@ -113,10 +113,10 @@ def image_record(r: ImageResult, pairs: list[PhrasePair], refs: list[dict]) -> d
 
 
 def write_refer_and_world(
-    root: Path, results: list[ImageResult], kept: list[PhrasePair]
+    root: Path, results: list[ImageResult], kept: list[LabelledPair]
 ) -> list[dict]:
     """Writes ``refcoco+/`` and ``world.jsonl``; returns the refs."""
-    kept_by_image: dict[int, list[PhrasePair]] = {}
+    kept_by_image: dict[int, list[LabelledPair]] = {}
     for p in kept:
         kept_by_image.setdefault(p.image_id, []).append(p)
     refs, images, annotations, detections, records = [], [], [], [], []

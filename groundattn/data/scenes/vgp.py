@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from groundattn.data.scenes.captions import Phrase
+from groundattn.data.scenes.captions import CaptionPhrase
 
 ALTERNATION, FORWARD, BACKWARD, EQUIVALENCE, INDEPENDENCE = range(5)
 LABEL_NAMES = ("alternation", "entailment_1to2", "entailment_2to1", "equivalence", "independence")
@@ -44,13 +44,13 @@ CSV_COLUMNS = ("image", "original_phrase1", "original_phrase2", "phrase1", "phra
 
 
 @dataclass(frozen=True)
-class PhrasePair:
+class LabelledPair:
     """One VGP row with the records it was labelled from."""
 
     image_id: int
     chain_id: int
-    phrase1: Phrase
-    phrase2: Phrase
+    phrase1: CaptionPhrase
+    phrase2: CaptionPhrase
     label: int
 
 
@@ -68,9 +68,11 @@ def vgp_label(attributes1: dict, attributes2: dict) -> int:
     return ALTERNATION
 
 
-def image_pairs(image_id: int, phrases: list[Phrase], rng: np.random.Generator) -> list[PhrasePair]:
+def image_pairs(
+    image_id: int, phrases: list[CaptionPhrase], rng: np.random.Generator
+) -> list[LabelledPair]:
     """All pairs of one image, each in a random order (so that classes 1 and 2 balance)."""
-    by_chain: dict[int, list[Phrase]] = {}
+    by_chain: dict[int, list[CaptionPhrase]] = {}
     for phrase in phrases:
         if phrase.chain_id != 0:
             by_chain.setdefault(phrase.chain_id, []).append(phrase)
@@ -83,13 +85,13 @@ def image_pairs(image_id: int, phrases: list[Phrase], rng: np.random.Generator) 
                 if rng.random() < 0.5:
                     first, second = second, first
                 label = vgp_label(first.attributes, second.attributes)
-                pairs.append(PhrasePair(image_id, chain_id, first, second, label))
+                pairs.append(LabelledPair(image_id, chain_id, first, second, label))
     return pairs
 
 
 def balance(
-    pairs: list[PhrasePair], rng: np.random.Generator, ratio: float = 1.5
-) -> list[PhrasePair]:
+    pairs: list[LabelledPair], rng: np.random.Generator, ratio: float = 1.5
+) -> list[LabelledPair]:
     """Keeps at most ``ratio`` × the rarest class's count of each class, chosen at random.
 
     The two entailment directions count as one class (their halves stay even).
@@ -109,7 +111,7 @@ def balance(
     return [p for p, k in zip(pairs, keep, strict=True) if k]
 
 
-def write_vgp_csv(path: Path, pairs: list[PhrasePair]) -> None:
+def write_vgp_csv(path: Path, pairs: list[LabelledPair]) -> None:
     """Writes the pairs with :data:`CSV_COLUMNS` (``phrase1``/``phrase2`` lower-cased)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:

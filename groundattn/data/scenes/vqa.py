@@ -50,7 +50,7 @@ WRONG_ANSWERS = (0.4, 0.3, 0.2, 0.1)  # chance of 0, 1, 2, 3 wrong answers among
 
 
 @dataclass(frozen=True)
-class Question:
+class SceneQuestion:
     """A question with its answer and the structured query it was made from."""
 
     question_id: int
@@ -133,9 +133,11 @@ def _relation_question(scene: Scene, rng: np.random.Generator) -> tuple | None:
     return text, "yes" if holds else "no", query
 
 
-def make_questions(scene: Scene, image_id: int, rng: np.random.Generator, n: int) -> list[Question]:
+def make_questions(
+    scene: Scene, image_id: int, rng: np.random.Generator, n: int
+) -> list[SceneQuestion]:
     """Up to ``n`` distinct questions about ``scene``; ids ``image_id * 1000 + k``."""
-    questions: list[Question] = []
+    questions: list[SceneQuestion] = []
     seen: set[str] = set()
     for _ in range(4 * n):
         if len(questions) == n:
@@ -153,11 +155,13 @@ def make_questions(scene: Scene, image_id: int, rng: np.random.Generator, n: int
             continue
         seen.add(made[0])
         qid = image_id * 1000 + len(questions)
-        questions.append(Question(qid, image_id, kind, made[0], made[1], {"kind": kind, **made[2]}))
+        questions.append(
+            SceneQuestion(qid, image_id, kind, made[0], made[1], {"kind": kind, **made[2]})
+        )
     return questions
 
 
-def human_answers(q: Question, scene: Scene, rng: np.random.Generator) -> list[dict]:
+def human_answers(q: SceneQuestion, scene: Scene, rng: np.random.Generator) -> list[dict]:
     """Ten answers with ids 1..10: the right one, a few plausible wrong ones, some number words."""
     if q.kind == "colour":
         pool = sorted({o.colour for o in scene.objects} | {pick(rng, tuple(COLOURS))})
@@ -188,12 +192,12 @@ def human_answers(q: Question, scene: Scene, rng: np.random.Generator) -> list[d
     ]
 
 
-def answer_type(q: Question) -> str:
+def answer_type(q: SceneQuestion) -> str:
     """``yes/no``, ``number`` or ``other``."""
     return ANSWER_TYPES.get(q.kind, "yes/no")
 
 
-def write_vqa(vqa_dir: Path, split: str, items: list[tuple[Question, list[dict]]]) -> None:
+def write_vqa(vqa_dir: Path, split: str, items: list[tuple[SceneQuestion, list[dict]]]) -> None:
     """Writes ``v2_OpenEnded_<split>_questions.json`` and ``v2_<split>_annotations.json``."""
     vqa_dir.mkdir(parents=True, exist_ok=True)
     info = {"description": "grounded scenes: questions about rendered shapes", "version": "2.0"}

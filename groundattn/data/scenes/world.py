@@ -94,13 +94,6 @@ def relation_holds(a: SceneObject, b: SceneObject, relation: str) -> bool:
     raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
 
 
-def boxes_overlap(a: SceneObject, b: SceneObject) -> bool:
-    """Whether the boxes of ``a`` and ``b`` intersect."""
-    return min(a.box[2], b.box[2]) > max(a.box[0], b.box[0]) and min(a.box[3], b.box[3]) > max(
-        a.box[1], b.box[1]
-    )
-
-
 def _overlap_ratio(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     """Intersection over the area of the smaller box."""
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
