@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from groundattn.data.scenes.captions import CaptionPhrase
+from groundattn.data.vgp import REQUIRED_COLUMNS, VGPLabel
 
-ALTERNATION, FORWARD, BACKWARD, EQUIVALENCE, INDEPENDENCE = range(5)
 LABEL_NAMES = ("alternation", "entailment_1to2", "entailment_2to1", "equivalence", "independence")
 ASPECTS = {
     "colour": "appearance",
@@ -40,7 +40,8 @@ ASPECTS = {
     "location": "location",
     "count": "number",
 }
-CSV_COLUMNS = ("image", "original_phrase1", "original_phrase2", "phrase1", "phrase2", "type_label")
+# The reader's required columns and the lower-cased phrases, in the published order.
+CSV_COLUMNS = (*REQUIRED_COLUMNS[:3], "phrase1", "phrase2", REQUIRED_COLUMNS[3])
 
 
 @dataclass(frozen=True)
@@ -51,21 +52,21 @@ class LabelledPair:
     chain_id: int
     phrase1: CaptionPhrase
     phrase2: CaptionPhrase
-    label: int
+    label: VGPLabel
 
 
-def vgp_label(attributes1: dict, attributes2: dict) -> int:
+def vgp_label(attributes1: dict, attributes2: dict) -> VGPLabel:
     """The class of a pair of phrases of one chain stating ``attributes1`` / ``attributes2``."""
     s1, s2 = set(attributes1.items()), set(attributes2.items())
     if s1 == s2:
-        return EQUIVALENCE
+        return VGPLabel.EQUIVALENCE
     if not {ASPECTS[k] for k, _ in s1} & {ASPECTS[k] for k, _ in s2}:
-        return INDEPENDENCE
+        return VGPLabel.INDEPENDENCE
     if s1 > s2:
-        return FORWARD
+        return VGPLabel.ENTAILMENT_1_TO_2
     if s2 > s1:
-        return BACKWARD
-    return ALTERNATION
+        return VGPLabel.ENTAILMENT_2_TO_1
+    return VGPLabel.ALTERNATION
 
 
 def image_pairs(
@@ -97,12 +98,13 @@ def balance(
     The two entailment directions count as one class (their halves stay even).
     Order of the kept pairs is the input order.
     """
-    group = {FORWARD: FORWARD, BACKWARD: FORWARD}
+    forward = VGPLabel.ENTAILMENT_1_TO_2
+    group = {forward: forward, VGPLabel.ENTAILMENT_2_TO_1: forward}
     counts = Counter(group.get(p.label, p.label) for p in pairs)
     if not counts:
         return []
-    rarest = min(counts[c] if c != FORWARD else counts[c] / 2 for c in counts)
-    cap = {c: int(np.ceil(ratio * rarest * (2 if c == FORWARD else 1))) for c in counts}
+    rarest = min(counts[c] if c != forward else counts[c] / 2 for c in counts)
+    cap = {c: int(np.ceil(ratio * rarest * (2 if c == forward else 1))) for c in counts}
     keep = np.zeros(len(pairs), dtype=bool)
     for c in counts:
         members = [i for i, p in enumerate(pairs) if group.get(p.label, p.label) == c]
