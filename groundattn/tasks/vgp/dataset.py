@@ -53,7 +53,7 @@ ID_PROBABILITIES = (0.5, 0.25, 0.25)  # both / only c1 / only c2
 
 
 @dataclass(frozen=True)
-class _Caption:
+class _EncodedCaption:
     token_ids: list[int]
     phrases: list[tuple[tuple[int, int], list[int]]]  # (token span, region slots) per kept phrase
     phrase_index: dict[int, int]  # caption phrase index → index in ``phrases``
@@ -153,7 +153,7 @@ class VGPDataset(TaskDataset):
                         if phrase.chain_id not in grounded:
                             has_box = len(chain_boxes.get(phrase.chain_id, ())) > 0
                             ungrounded, boxless = ungrounded + has_box, boxless + (not has_box)
-                caps.append(_Caption(tok.token_ids, kept, index))
+                caps.append(_EncodedCaption(tok.token_ids, kept, index))
             self.captions.append(caps)
             pairs = {}
             for i, j in CAPTION_PAIRS:
@@ -227,7 +227,7 @@ class VGPDataset(TaskDataset):
             if self.nearest is None and other >= image:
                 other += 1
             negative = self.captions[other][int(rng.integers(5))]
-            negative = _Caption(
+            negative = _EncodedCaption(
                 negative.token_ids, [(span, []) for span, _ in negative.phrases], {}
             )
             c1, c2 = (c1, negative) if label == 1 else (negative, c2)
