@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from groundattn.data.boxes import xyxy_to_xywh
 from groundattn.data.scenes.describe import Description, describe, matches, unique_descriptions
 from groundattn.data.scenes.world import SHAPES, Scene
 
@@ -132,12 +133,7 @@ def simulate_detections(scene: Scene, rng: np.random.Generator) -> list[dict]:
 
 def xywh(box: tuple[float, ...] | list[float]) -> list[float]:
     """``x1 y1 x2 y2`` → COCO ``[x, y, w, h]`` (rounded to 1/100 pixel)."""
-    return [
-        round(box[0], 2),
-        round(box[1], 2),
-        round(box[2] - box[0], 2),
-        round(box[3] - box[1], 2),
-    ]
+    return [round(float(v), 2) for v in xyxy_to_xywh(np.asarray(box, np.float64))]
 
 
 def write_refer(
