@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from groundattn.data.extractor import FEATURE_DIM
+from groundattn.data.flickr30k import Flickr30kEntities
 from groundattn.data.scenes.build import ImageJob, ImageResult, build_image
 from groundattn.data.scenes.card import FORMAT_VERSION, refer_counts, split_counts, write_card
 from groundattn.data.scenes.entities import write_entities, write_splits
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 # Marks a directory that prepare_scenes is writing: only such a leftover is ever removed.
 PARTIAL_MARKER = ".groundattn-partial"
 
-SPLITS = ("train", "val", "test")
+SPLITS = Flickr30kEntities.SPLITS
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 SINGLE_SHAPE_FRACTION = 0.3
 IMAGE_ID_BASE = 100001

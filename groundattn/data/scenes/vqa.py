@@ -37,7 +37,7 @@ from groundattn.data.scenes.world import COLOURS, RELATIONS, SHAPES, Scene, rela
 ANSWERS_PER_QUESTION = 10
 KINDS = ("colour", "shape", "count", "exist", "relation")
 KIND_WEIGHTS = (0.2, 0.15, 0.25, 0.2, 0.2)
-ANSWER_TYPES = {"colour": "other", "shape": "other", "count": "number"}
+ANSWER_TYPE_OF_KIND = {"colour": "other", "shape": "other", "count": "number"}
 QUESTION_TYPES = {
     "colour": "what color is the",
     "shape": "what shape is the",
@@ -194,7 +194,7 @@ def human_answers(q: SceneQuestion, scene: Scene, rng: np.random.Generator) -> l
 
 def answer_type(q: SceneQuestion) -> str:
     """``yes/no``, ``number`` or ``other``."""
-    return ANSWER_TYPES.get(q.kind, "yes/no")
+    return ANSWER_TYPE_OF_KIND.get(q.kind, "yes/no")
 
 
 def write_vqa(vqa_dir: Path, split: str, items: list[tuple[SceneQuestion, list[dict]]]) -> None:
