@@ -1,16 +1,18 @@
 """Direct attention supervision of a Hugging Face VisualBERT, on a toy grounded task.
 
     PYTHONPATH=. python examples/visualbert_direct.py [--steps 60] [--seed 0]
+        [--supervision direct|semi-direct]
 
 A tiny ``VisualBertModel`` (random weights, no download) learns a matching task:
 does every object word of the text have its object among the regions? Each
 region's feature is its object's prototype plus noise, and each object word is
 grounded to the region of its object. The same model is trained twice from the
 same weights, on the same batches: with the task loss alone, and with the task
-loss plus the direct attention loss (METHOD §4) through
+loss plus the direct (METHOD §4) or semi-direct (§5) attention loss through
 :class:`~groundattn.adapters.VisualBertAdapter`. It prints the attention
-grounding accuracy (METHOD §8, mean over layers and heads, on held-out
-batches) before and after training, and its chance level.
+grounding accuracy (METHOD §8) on held-out batches, mean over layers and heads
+and mean over the layers' rollout, before and after training, with its chance
+level and the matching-task accuracy.
 """
 
 from __future__ import annotations
@@ -22,14 +24,22 @@ import torch
 from torch import Tensor, nn
 from transformers import VisualBertConfig, VisualBertModel
 
-from groundattn.adapters import VisualBertAdapter
-from groundattn.supervision import direct_loss, grounding_chance, grounding_hits
+from groundattn.adapters import GroundedSequence, VisualBertAdapter
+from groundattn.supervision import (
+    direct_loss,
+    grounding_chance,
+    grounding_hits,
+    rollout,
+    semi_direct_loss,
+)
 
 PAD, CLS, SEP = 0, 1, 2
 FILLERS = 6  # filler words 3 … 8, grounded to nothing
 OBJECTS = 8  # object words 9 … 16, object k grounded to the region showing k
 FIRST_OBJECT = 3 + FILLERS
 FEATURE_SIZE = 16
+DATA_SEED = 1000
+SUPERVISIONS = ("direct", "semi-direct")
 
 
 @dataclass
@@ -50,7 +60,7 @@ def toy_batch(size: int, prototypes: Tensor, generator: torch.Generator) -> ToyB
         R = randint(2, 5)
         objects = torch.randperm(OBJECTS, generator=generator)[:R].tolist()
         # Region r shows objects[r]; the text names some of them, among filler words.
-        mentioned = objects[: randint(1, R)]
+        mentioned = [objects[i] for i in torch.randperm(R, generator=generator)[: randint(1, R)]]
         fillers = [3 + randint(0, FILLERS - 1) for _ in range(randint(0, 3))]
         words = [FIRST_OBJECT + k for k in mentioned] + fillers
         words = [words[i] for i in torch.randperm(len(words), generator=generator)]
@@ -108,46 +118,56 @@ def tiny_visualbert() -> VisualBertModel:
 
 
 @torch.no_grad()
-def grounding_accuracy_of(
-    model: VisualBertModel, batches: list[ToyBatch]
-) -> tuple[float, float, Tensor]:
-    """Mean grounding accuracy over (layer, head), its chance level, and the (L, H) accuracy."""
+def grounding_accuracy_of(model: VisualBertModel, batches: list[ToyBatch]) -> dict[str, float]:
+    """Grounding accuracy, mean over (layer, head) and over the layers' rollout, and chance."""
     model.eval()
     adapter = VisualBertAdapter(model)
-    hits, count, chance = 0, 0, 0.0
+    hits, rollout_hits, count, chance = 0, 0, 0, 0.0
     for batch in batches:
         seq = adapter.ground(batch.inputs, batch.pairs)
         attn = adapter.attention(model(**batch.inputs, output_attentions=True))  # (B, L, H, N, N)
         batch_hits, batch_count = grounding_hits(attn, seq.grounding, seq.region_mask)
-        hits, count = hits + batch_hits, count + int(batch_count)
+        rolled = rollout(attn, seq.valid_mask)  # (B, L, N, N)
+        rollout_hits += grounding_hits(rolled, seq.grounding, seq.region_mask)[0]  # (L, 1)
+        hits, count = hits + batch_hits, count + int(batch_count)  # (L, H), ()
         chance += float(grounding_chance(seq.grounding, seq.region_mask))
     model.train()
-    per_head = hits.float() / max(count, 1)  # (L, H)
-    return per_head.mean().item(), chance / max(count, 1), per_head
+    return {
+        "heads": (hits.float() / count).mean().item(),
+        "rollout": (rollout_hits.float() / count).mean().item(),
+        "chance": chance / count,
+    }
+
+
+def supervision_loss(name: str, attn: Tensor, seq: GroundedSequence) -> Tensor:
+    """The direct (METHOD §4) or semi-direct (§5) loss, Eq. 8's sum of both directions."""
+    if name == "direct":
+        return direct_loss(attn, seq.grounding, seq.text_mask, seq.region_mask).total
+    return semi_direct_loss(
+        attn, seq.grounding, seq.text_mask, seq.region_mask, seq.valid_mask
+    ).total
 
 
 def train(
     model: VisualBertModel,
     batches: list[ToyBatch],
     *,
-    steps: int,
-    supervision_weight: float,
+    supervision: str | None,
+    weight: float = 1.0,
     lr: float = 3e-3,
 ) -> nn.Linear:
-    """Task loss (+ ``supervision_weight`` × direct loss), Adam, one batch per step."""
+    """Task loss (+ ``weight`` × the supervision loss), Adam, one batch per step."""
     head = nn.Linear(model.config.hidden_size, 2)
     optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=lr)
     adapter = VisualBertAdapter(model)
     model.train()
-    for step in range(steps):
-        batch = batches[step % len(batches)]
-        outputs = model(**batch.inputs, output_attentions=supervision_weight > 0)
+    for batch in batches:
+        outputs = model(**batch.inputs, output_attentions=supervision is not None)
         loss = nn.functional.cross_entropy(head(outputs.pooler_output), batch.labels)
-        if supervision_weight > 0:
+        if supervision is not None:
             seq = adapter.ground(batch.inputs, batch.pairs)
             attn = adapter.attention(outputs)  # (B, L, H, N, N)
-            supervision = direct_loss(attn, seq.grounding, seq.text_mask, seq.region_mask)
-            loss = loss + supervision_weight * supervision.total
+            loss = loss + weight * supervision_loss(supervision, attn, seq)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -165,23 +185,33 @@ def task_accuracy_of(model: VisualBertModel, head: nn.Linear, batches: list[ToyB
     return correct / sum(len(b.labels) for b in batches)
 
 
-def compare(steps: int = 60, seed: int = 0, batch_size: int = 32) -> dict[str, float]:
-    """Grounding accuracy of the same initial model before training and after either run."""
-    generator = torch.Generator().manual_seed(seed)
+def compare(
+    steps: int = 60, seed: int = 0, batch_size: int = 32, supervision: str = "direct"
+) -> dict[str, dict[str, float]]:
+    """The same initial model before training, and after training without and with supervision.
+
+    Returns:
+        ``{"before": …, "task only": …, supervision: …}``, each with the grounding
+        accuracy of the heads and of the rollout (mean over layers) and its chance
+        level, on held-out batches; the trained runs also with the task accuracy.
+    """
+    # The data has its own seed, apart from the one that initialises the weights.
+    generator = torch.Generator().manual_seed(DATA_SEED + seed)
     prototypes = torch.randn(OBJECTS, FEATURE_SIZE, generator=generator)  # (K, F)
     train_batches = [toy_batch(batch_size, prototypes, generator) for _ in range(steps)]
     test_batches = [toy_batch(64, prototypes, generator) for _ in range(2)]
     torch.manual_seed(seed)
     initial = tiny_visualbert().state_dict()
-    result = {}
-    for name, weight in (("unsupervised", 0.0), ("supervised", 1.0)):
+    model = tiny_visualbert()
+    model.load_state_dict(initial)
+    result = {"before": grounding_accuracy_of(model, test_batches)}
+    for name, method in (("task only", None), (supervision, supervision)):
         model = tiny_visualbert()
         model.load_state_dict(initial)
-        result["before"], result["chance"], _ = grounding_accuracy_of(model, test_batches)
         torch.manual_seed(seed + 1)  # the task head starts the same in both runs
-        head = train(model, train_batches, steps=steps, supervision_weight=weight)
-        result[name], _, _ = grounding_accuracy_of(model, test_batches)
-        result[f"{name} task"] = task_accuracy_of(model, head, test_batches)
+        head = train(model, train_batches, supervision=method)
+        result[name] = grounding_accuracy_of(model, test_batches)
+        result[name]["task"] = task_accuracy_of(model, head, test_batches)
     return result
 
 
@@ -189,18 +219,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="training steps of each run")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the weights")
+    parser.add_argument(
+        "--supervision", choices=SUPERVISIONS, default="direct", help="the attention loss"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # tiny tensors: one thread is the fastest on CPU
-    result = compare(steps=args.steps, seed=args.seed)
-    print("attention grounding accuracy, mean over layers and heads, held-out batches")
-    print(f"  chance (uniform over regions)    {result['chance']:.3f}")
-    print(f"  before training                  {result['before']:.3f}")
-    print(f"  after {args.steps} steps, task loss only   {result['unsupervised']:.3f}")
-    print(f"  after {args.steps} steps, + direct loss    {result['supervised']:.3f}")
-    print("matching-task accuracy, held-out batches (chance 0.5)")
+    result = compare(steps=args.steps, seed=args.seed, supervision=args.supervision)
     print(
-        f"  task loss only {result['unsupervised task']:.3f}, + direct loss {result['supervised task']:.3f}"
+        f"grounding accuracy on held-out batches (chance {result['before']['chance']:.3f}); "
+        "matching-task accuracy (chance 0.5)"
     )
+    print(f"{'':28} {'heads':>6} {'rollout':>8} {'task':>6}")
+    for name, row in result.items():
+        label = name if name == "before" else f"{args.steps} steps, {name}"
+        task = f"{row['task']:6.3f}" if "task" in row else f"{'':6}"
+        print(f"{label:28} {row['heads']:6.3f} {row['rollout']:8.3f} {task}")
 
 
 if __name__ == "__main__":

@@ -78,16 +78,16 @@ class VisualBertAdapter:
         """Text then regions, each block padded on its own (VisualBERT's concatenation).
 
         Args:
-            batch: the model's keyword inputs: ``input_ids`` (B, T) and
+            batch: the model's keyword inputs: ``input_ids`` (B, T) (or ``inputs_embeds``) and
                 ``visual_embeds`` (B, R, F), with ``attention_mask`` (B, T) and
                 ``visual_attention_mask`` (B, R) where there is padding (absent, every
                 column is real, as the model itself assumes).
         """
-        input_ids = batch["input_ids"]
+        text = batch["input_ids"] if "input_ids" in batch else batch["inputs_embeds"][..., 0]
         visual_embeds = batch["visual_embeds"]
         text_valid = batch.get("attention_mask")
         if text_valid is None:
-            text_valid = torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
+            text_valid = torch.ones(text.shape, dtype=torch.bool, device=text.device)
         region_valid = batch.get("visual_attention_mask")
         if region_valid is None:
             region_valid = torch.ones(

@@ -72,3 +72,14 @@ def test_matrix_of_the_wrong_shape_is_refused():
     layout = concatenated_layout(TEXT_VALID, REGION_VALID)
     with pytest.raises(GroundingError, match=r"\(B, T, R\) = \(2, 4, 3\)"):
         ground(layout, torch.zeros(2, 3, 4, dtype=torch.bool))
+
+
+def test_left_padded_text_is_located_by_its_mask():
+    # A tokenizer with padding_side="left": the padding leads, the text follows.
+    layout = concatenated_layout(torch.tensor([[0, 0, 1, 1]]).bool(), torch.tensor([[1, 1]]).bool())
+    seq = ground(layout, [[(3, 1)]])
+    assert seq.text_mask.int().tolist() == [[0, 0, 1, 1, 0, 0]]
+    assert seq.region_mask.int().tolist() == [[0, 0, 0, 0, 1, 1]]
+    assert seq.grounding.nonzero().tolist() == [[0, 3, 5]]
+    with pytest.raises(GroundingError, match="that text token is padding"):
+        ground(layout, [[(0, 1)]])

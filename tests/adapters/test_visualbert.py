@@ -124,6 +124,14 @@ def test_masks_and_grounding_equal_the_hand_built_ones(model_and_batch):
     assert torch.equal(seq.grounding, expected)
 
 
+def test_layout_reads_inputs_embeds_as_input_ids(model_and_batch):
+    model, batch, _ = model_and_batch
+    adapter = VisualBertAdapter(model)
+    embedded = {k: v for k, v in batch.items() if k != "input_ids"}
+    embedded["inputs_embeds"] = model.embeddings.word_embeddings(batch["input_ids"])
+    assert torch.equal(adapter.layout(embedded).text_mask, adapter.layout(batch).text_mask)
+
+
 def test_huggingface_sequence_is_text_then_regions(model_and_batch):
     # The embedding output is per token: changing one input changes one position only.
     model, batch, outputs = model_and_batch
@@ -252,17 +260,23 @@ def example():
     del sys.modules[spec.name]
 
 
-def test_direct_supervision_teaches_a_visualbert_to_ground(example):
-    # Measured (seeds 0–2, 60 steps): chance 0.28–0.31, before 0.30–0.35, task loss
-    # only 0.28–0.32, with the direct loss 1.00 (grounding accuracy, mean over layers
-    # and heads, held-out batches).
-    result = example.compare(steps=60, seed=0)
-    assert result["supervised"] > result["unsupervised"] + 0.4
-    assert result["supervised"] > result["chance"] + 0.4
-    assert abs(result["before"] - result["chance"]) < 0.1
+@pytest.mark.parametrize("supervision", ["direct", "semi-direct"])
+def test_supervision_teaches_a_visualbert_to_ground(example, supervision):
+    # Measured, seeds 0–4, 60 steps, held-out batches; grounding accuracy, mean over layers
+    # and heads (rollout: over layers): chance 0.28–0.29; untrained 0.26–0.36 (rollout
+    # 0.24–0.32); task loss alone 0.27–0.32 (0.25–0.33); direct 1.00 (0.99–1.00);
+    # semi-direct 0.97–1.00 (0.96–1.00). The matching task stays near chance (0.42–0.56)
+    # in 60 steps either way: the comparison is supervision against none.
+    result = example.compare(steps=60, seed=0, supervision=supervision)
+    before, task_only, supervised = result["before"], result["task only"], result[supervision]
+    chance = before["chance"]
+    assert abs(before["heads"] - chance) < 0.15
+    assert supervised["heads"] > task_only["heads"] + 0.4
+    assert supervised["heads"] > chance + 0.4
+    assert supervised["rollout"] > task_only["rollout"] + 0.4
 
 
 def test_example_runs_end_to_end(example, capsys):
     example.main(["--steps", "2"])
     out = capsys.readouterr().out
-    assert "before training" in out and "+ direct loss" in out
+    assert "before" in out and "2 steps, direct" in out
