@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import VisualBertConfig, VisualBertModel
+from transformers import VisualBertConfig, VisualBertForQuestionAnswering, VisualBertModel
 
 from groundattn.adapters import Adapter, VisualBertAdapter
 from groundattn.errors import GroundattnError
@@ -234,6 +234,15 @@ def test_losses_are_differentiable_through_the_model():
     direct_loss(attn, seq.grounding, seq.text_mask, seq.region_mask).total.backward()
     query = model.encoder.layer[0].attention.self.query.weight
     assert query.grad is not None and query.grad.abs().sum() > 0
+
+
+def test_a_task_head_gives_its_encoder_attention(model_and_batch):
+    model, batch, outputs = model_and_batch
+    head = VisualBertForQuestionAnswering(tiny_config(num_labels=3)).eval()
+    head.visual_bert.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        attn = VisualBertAdapter(head).attention(head(**batch, output_attentions=True))
+    assert torch.equal(attn, VisualBertAdapter(model).attention(outputs))
 
 
 def test_configurations_the_losses_cannot_use_are_refused():
