@@ -90,9 +90,11 @@ class Adapter(Protocol):
 def concatenated_layout(text_valid: Tensor, region_valid: Tensor) -> SequenceLayout:
     """The layout of a text block followed by a region block, each padded on its own.
 
-    This is how VisualBERT, UNITER-style encoders and ViLT build their sequence:
+    This is how VisualBERT and UNITER-style encoders build their sequence:
     ``cat([text embeddings (B, T), region embeddings (B, R)])``, so text column t
-    sits at position t and region column r at T + r, whatever the padding. Text
+    sits at position t and region column r at T + r, whatever the padding. (ViLT
+    concatenates the same way, but its image block is an image [CLS] and patches it
+    samples at random, so its adapter must also say which patch each column is.) Text
     padding (right-padded or left-padded) therefore sits between a sample's text
     and its regions; the masks, not offsets, say where each sample's tokens are.
 
