@@ -1,4 +1,4 @@
-"""Direct attention supervision of a Hugging Face VisualBERT, on a toy grounded task.
+"""Direct or semi-direct attention supervision of a Hugging Face VisualBERT, on a toy task.
 
     PYTHONPATH=. python examples/visualbert_direct.py [--steps 60] [--seed 0]
         [--supervision direct|semi-direct]
