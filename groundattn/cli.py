@@ -63,6 +63,10 @@ TRAIN = {  # task → (config class, run function), imported on use
     "vgp": ("VGPConfig", "groundattn.train.vgp:run_vgp"),
     "vqa": ("VQAConfig", "groundattn.train.vqa:run_vqa"),
     "refcoco": ("RefCOCOConfig", "groundattn.train.refcoco:run_refcoco"),
+    "phrase-grounding": (
+        "PhraseGroundingConfig",
+        "groundattn.train.phrase_grounding:run_phrase_grounding",
+    ),
 }
 
 
@@ -326,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         "vgp": "VGP fine-tuning with attention supervision",
         "vqa": "VQA fine-tuning and evaluation (VQAv2 protocol)",
         "refcoco": "referring expressions (RefCOCO+ protocol)",
+        "phrase-grounding": "phrase grounding on Flickr30k Entities (Recall@1, Recall@5)",
     }
     for task, text in helps.items():
         sub = train.add_parser(task, help=text)

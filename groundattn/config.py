@@ -385,6 +385,56 @@ class RefCOCOConfig(Section):
     run: RunSection = RunSection()
 
 
+class PhraseGroundingDataSection(Section):
+    root: PathField = Field(
+        description="Flickr30k Entities root (Sentences/, Annotations/, split files, features/)"
+    )
+    boxes: Literal["ground_truth", "detected"] = Field(
+        "detected", description="candidate boxes: annotated objects or the detector's"
+    )
+    train_split: str = Field(
+        "train", description="split file name (without .txt) used for training"
+    )
+    val_split: str = Field("val", description="split used for validation")
+    test_splits: list[str] = Field(["test"], description="splits evaluated after training")
+    max_regions: int | None = Field(
+        None, ge=1, description="cap on regions per image, r0 included (None: all)"
+    )
+    max_caption_tokens: int = Field(
+        32, ge=4, description="word pieces kept per caption (phrases are never cut)"
+    )
+    iou_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="IoU with one of the phrase's boxes that makes a box a positive and a pick correct",
+    )
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
+    max_val_phrases: int | None = Field(
+        None, ge=1, description="cap on validation phrases, the first ones (None: all)"
+    )
+    max_test_phrases: int | None = Field(
+        None, ge=1, description="cap on the phrases of each test split, the first ones (None: all)"
+    )
+
+    def needs(self) -> dict[str, str]:
+        """Root-relative files this section reads, each with what makes it."""
+        files = _flickr30k_needs(self.train_split, self.val_split, vgp=False)
+        for split in self.test_splits:
+            files[f"{split}.txt"] = "a Flickr30k Entities split file, one image id a line"
+            files[f"features/{split}.h5"] = FEATURES_HOW
+        return files
+
+
+class PhraseGroundingConfig(Section):
+    """Phrase grounding on Flickr30k Entities: a score per region, Recall@1 and @5."""
+
+    model: ModelSection = ModelSection()
+    data: PhraseGroundingDataSection
+    optim: OptimSection = OptimSection()
+    run: RunSection = RunSection()
+
+
 DEFAULT_SCENES = Path("data/scenes")
 
 

@@ -11,6 +11,7 @@ import pytest
 from groundattn.cli import main
 from groundattn.config import (
     ExperimentConfig,
+    PhraseGroundingConfig,
     PretrainConfig,
     RefCOCOConfig,
     VGPConfig,
@@ -25,6 +26,7 @@ CONFIG_CLASSES = {
     "vgp": VGPConfig,
     "vqa": VQAConfig,
     "refcoco": RefCOCOConfig,
+    "phrase_grounding": PhraseGroundingConfig,
     "experiment": ExperimentConfig,
 }
 
@@ -252,6 +254,29 @@ def test_every_training_command_evaluate_and_experiment(small_scenes, tmp_path, 
     ]
     assert main([*argv, *[x for s in sets for x in ("--set", s)]]) == 0
     assert "| Direct Attention |" in capsys.readouterr().out
+
+
+def test_train_and_evaluate_phrase_grounding(small_scenes, tmp_path, capsys):
+    out = tmp_path / "phrase"
+    argv = [
+        "train",
+        "phrase-grounding",
+        "--config",
+        str(ROOT / "configs/phrase_grounding/tiny.yaml"),
+    ]
+    argv += ["--out", str(out), "--set", f"data.root={small_scenes}", "--set", "optim.max_steps=2"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "recall_at_5_baseline" in printed and "  test: recall_at_1" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    argv = ["evaluate", "--model", str(out / "model"), "--split", "test"]
+    assert main(argv) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["task"] == "phrase-grounding" and metrics["split"] == "test"
+    for key in ("recall_at_1", "recall_at_5", "recall_at_1_baseline", "phrases_no_box"):
+        assert metrics[key] == pytest.approx(summary["splits"]["test"][key]), key
+    assert main([*argv, "--set", "data.boxes=ground_truth"]) == 0
+    assert json.loads(capsys.readouterr().out)["answerable"] == 1.0
 
 
 def test_experiment_reads_a_real_root_and_never_writes_into_it(small_scenes, tmp_path, capsys):

@@ -4,10 +4,16 @@
 - :func:`semi_direct_loss`, :func:`rollout`: direct supervision of the attention rollout.
 - :func:`indirect_loss`, :class:`IndirectGroundingClassifier`: indirect supervision (Eq. 5).
 - :func:`grounding_accuracy`, :func:`grounding_hits`, :func:`grounding_chance`: attention
-  grounding accuracy and its chance level.
+  grounding accuracy and its chance level; :func:`phrase_grounding_hits`: zero-shot
+  phrase grounding (Recall@1) by each head.
 """
 
-from groundattn.supervision.accuracy import grounding_accuracy, grounding_chance, grounding_hits
+from groundattn.supervision.accuracy import (
+    grounding_accuracy,
+    grounding_chance,
+    grounding_hits,
+    phrase_grounding_hits,
+)
 from groundattn.supervision.direct import direct_loss, direct_loss_from_logits
 from groundattn.supervision.indirect import IndirectGroundingClassifier, indirect_loss
 from groundattn.supervision.rollout import rollout, semi_direct_loss
@@ -24,6 +30,7 @@ __all__ = [
     "grounding_hits",
     "indirect_loss",
     "max_pool_spans",
+    "phrase_grounding_hits",
     "rollout",
     "semi_direct_loss",
     "supervised_rows",

@@ -1,1 +1,2 @@
-"""Tasks: what the encoder is trained and evaluated on (VGP, VQA, referring expressions)."""
+"""Tasks: what the encoder is trained and evaluated on (VGP, VQA, referring expressions,
+phrase grounding)."""

@@ -56,6 +56,7 @@ RECIPES = {
     "pretrain": "groundattn.train.pretrain:PretrainRecipe",
     "vqa": "groundattn.train.vqa:VQARecipe",
     "refcoco": "groundattn.train.refcoco:RefCOCORecipe",
+    "phrase-grounding": "groundattn.train.phrase_grounding:PhraseGroundingRecipe",
 }
 ENCODER_FEATURES = f"encoder.{FEATURE_PROJECTION}"
 

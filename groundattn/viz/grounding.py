@@ -18,8 +18,14 @@ import torch
 from groundattn.data.regions import RegionSource
 from groundattn.data.store import FeatureStore
 from groundattn.model import load_tokenizer
-from groundattn.supervision import grounding_chance, grounding_hits, rollout
+from groundattn.supervision import (
+    grounding_chance,
+    grounding_hits,
+    phrase_grounding_hits,
+    rollout,
+)
 from groundattn.tasks.vgp import VGPDataset, collate_vgp
+from groundattn.tasks.vgp.task import GROUNDED_HEAD_ACCURACY
 from groundattn.viz.errors import VisualizeError
 from groundattn.viz.heatmap import plot_grounding_accuracy
 from groundattn.viz.image import save_figure
@@ -38,6 +44,7 @@ def grounding_report(
     regions: RegionSource = "ground_truth",
     device: str | torch.device = "cpu",
     dpi: float = 150,
+    threshold: float = GROUNDED_HEAD_ACCURACY,
 ) -> Path:
     """Grounding accuracy per layer and head (and of the rollout) over a split.
 
@@ -59,6 +66,13 @@ def grounding_report(
         regions: which boxes the encoder sees.
         device: where the encoder runs.
         dpi: resolution of the PNG.
+        threshold: the accuracy from which a head counts in ``grounded_heads``.
+
+    The JSON also holds ``grounded_heads`` (how many heads reach ``threshold``)
+    and ``phrase_recall_at_1``: zero-shot phrase grounding by attention, the
+    arg-max over the regions (r0 excluded) of the mean attention of a phrase's
+    tokens, per head and for the best head (by grounding accuracy), beside a
+    uniform pick.
 
     Returns:
         The PNG.
@@ -77,6 +91,7 @@ def grounding_report(
     )  # fmt: skip
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_vgp)
     hits = rolled_hits = total = chance = 0
+    phrase_hits = phrases = phrase_chance = 0
     with torch.inference_mode():
         for batch in loader:
             batch = batch.to(device)
@@ -88,11 +103,17 @@ def grounding_report(
                 rollout(probs, output.valid_mask), batch.grounding, output.region_mask
             )
             hits, rolled_hits, total = hits + h, rolled_hits + r[:, 0], total + count  # r: (L, 1)
+            p_hits, p_count, p_chance = phrase_grounding_hits(
+                probs, batch.phrase_mask, batch.phrase_regions, output.region_mask
+            )
+            phrase_hits, phrases = phrase_hits + p_hits, phrases + p_count
+            phrase_chance = phrase_chance + p_chance
     if not int(total):
         raise VisualizeError(f"split {split!r} of {root} gives no grounded text token")
     accuracy = hits.double().cpu() / int(total)  # (L, H)
     rolled = rolled_hits.double().cpu() / int(total)  # (L,)
     chance = float(chance) / int(total)
+    phrase_recall = phrase_hits.double().cpu() / max(1, int(phrases))  # (L, H)
     label = name or (model.source if model_dir is not None else INIT)
     fig = plot_grounding_accuracy(
         accuracy,
@@ -117,6 +138,16 @@ def grounding_report(
         "mean": float(accuracy.mean()),
         "chance": chance,
         "rollout_best": {"layer": int(rolled.argmax()), "accuracy": float(rolled.max())},
+        "grounded_heads": {
+            "threshold": threshold,
+            "count": int((accuracy >= threshold).sum()),
+        },
+        "phrase_recall_at_1": {
+            "phrases": int(phrases),
+            "best_head": float(phrase_recall.flatten()[best]),
+            "baseline": float(phrase_chance) / max(1, int(phrases)),
+            "per_head": phrase_recall.tolist(),  # (L, H)
+        },
     }
     # out/ exists: save_figure made it.
     (out / f"{stem}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")

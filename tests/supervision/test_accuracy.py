@@ -2,7 +2,13 @@
 
 import torch
 
-from groundattn.supervision import grounding_accuracy, grounding_chance, grounding_hits, rollout
+from groundattn.supervision import (
+    grounding_accuracy,
+    grounding_chance,
+    grounding_hits,
+    phrase_grounding_hits,
+    rollout,
+)
 
 # Sample 0: text 0-2, regions 3-5; token 1 → 4, token 2 → 5.
 # Sample 1: text 0-3, regions 4-5; token 2 → 5, token 3 → 4 and 5 (two boxes).
@@ -72,3 +78,27 @@ def test_chance_equals_the_accuracy_of_uniform_attention_averaged_over_tie_break
             hits, _ = grounding_hits(attn, GROUNDING[b : b + 1], REGIONS[b : b + 1])
             total += hits.item() / len(slots)
     assert abs(grounding_chance(GROUNDING, REGIONS).item() - total) < 1e-12
+
+
+def test_phrase_grounding_hits_by_hand():
+    # Text 0-2, regions 3-5 (r0 at 3). Phrase 0: tokens 1-2 → region 5; phrase 1: token 0 →
+    # region 4; phrase 2: token 0 → r0 only (not counted); phrase 3: no token (padding).
+    regions = torch.tensor([[0, 0, 0, 1, 1, 1]]).bool()
+    phrase_mask = torch.zeros(1, 4, 6, dtype=torch.bool)
+    phrase_mask[0, 0, 1:3] = phrase_mask[0, 1, 0] = phrase_mask[0, 2, 0] = True
+    phrase_regions = torch.zeros(1, 4, 6, dtype=torch.bool)
+    phrase_regions[0, 0, 5] = phrase_regions[0, 1, 4] = phrase_regions[0, 2, 3] = True
+    phrase_regions[0, 3, 4] = True
+    attn = torch.zeros(1, 1, 2, 6, 6)
+    # Head 0: token 0 → 4 (r0 scores highest, never picked): phrase 1 hit; tokens 1 and 2
+    # sum to .6 on 4 and .3 on 5: phrase 0 missed.
+    attn[0, 0, 0, 0, 3:] = torch.tensor([0.9, 0.06, 0.04])
+    attn[0, 0, 0, 1, 3:] = torch.tensor([0.0, 0.5, 0.1])
+    attn[0, 0, 0, 2, 3:] = torch.tensor([0.0, 0.1, 0.2])
+    # Head 1: token 0 → 5: phrase 1 missed; tokens 1 and 2: .3 on 4, .8 on 5: phrase 0 hit.
+    attn[0, 0, 1, 0, 3:] = torch.tensor([0.1, 0.1, 0.8])
+    attn[0, 0, 1, 1, 3:] = torch.tensor([0.0, 0.2, 0.3])
+    attn[0, 0, 1, 2, 3:] = torch.tensor([0.0, 0.1, 0.5])
+    hits, count, chance = phrase_grounding_hits(attn, phrase_mask, phrase_regions, regions)
+    assert hits.tolist() == [[1, 1]] and count.item() == 2
+    assert chance.item() == 1.0  # one region of two candidates, twice

@@ -1,8 +1,8 @@
 """Training learns, through the ordinary runs and the tiny configs.
 
 - Tiny worlds (:mod:`worlds`) whose answer is a linear function of one region's
-  feature, its colour: VQA, referring expressions and image-description
-  identification must learn it.
+  feature, its colour: VQA, referring expressions, phrase grounding and
+  image-description identification must learn it.
 - On the small embedded scenes, direct attention supervision must raise the
   grounding accuracy of the heads well above what no supervision reaches.
 - Periodic validation (``run.eval_every``) keeps running past an epoch boundary.
@@ -12,9 +12,23 @@ import json
 from pathlib import Path
 
 import pytest
-from worlds import COLOURS, write_refer_world, write_vgp_world, write_vqa_world
+from worlds import (
+    COLOURS,
+    write_phrase_world,
+    write_refer_world,
+    write_vgp_world,
+    write_vqa_world,
+)
 
-from groundattn.config import PretrainConfig, RefCOCOConfig, VGPConfig, VQAConfig, load_config
+from groundattn.config import (
+    PhraseGroundingConfig,
+    PretrainConfig,
+    RefCOCOConfig,
+    VGPConfig,
+    VQAConfig,
+    load_config,
+)
+from groundattn.train.phrase_grounding import run_phrase_grounding
 from groundattn.train.pretrain import run_pretrain
 from groundattn.train.refcoco import run_refcoco
 from groundattn.train.vgp import run_vgp
@@ -36,6 +50,14 @@ def _refcoco(root, *extra) -> RefCOCOConfig:
     return load_config(
         RefCOCOConfig,
         CONFIGS / "refcoco" / "tiny.yaml",
+        [f"data.root={root}", NO_CHECKPOINTS, *extra],
+    )
+
+
+def _phrase(root, *extra) -> PhraseGroundingConfig:
+    return load_config(
+        PhraseGroundingConfig,
+        CONFIGS / "phrase_grounding" / "tiny.yaml",
         [f"data.root={root}", NO_CHECKPOINTS, *extra],
     )
 
@@ -84,6 +106,39 @@ def test_refcoco_finds_the_shape_of_the_named_colour(tmp_path):
     after = summary["after"]
     assert after["answerable"] == 1.0 and after["accuracy_baseline"] == pytest.approx(0.25)
     assert after["accuracy"] >= 0.95, _curve(summary, "accuracy")
+
+
+def test_phrase_grounding_finds_the_shape_the_marked_phrase_names(tmp_path):
+    # Four shapes of distinct colours (of 6) per image, one per cell; each caption names two
+    # of them ("a red shape and a blue shape ."), and only the phrase's segment says which is
+    # asked for: without it R@1 cannot pass 0.5. Measured (lr 3e-3, batch 32, run seeds 0 and
+    # 1): 0.20 / 0.28 before, 0.30 / 0.63 at step 300, 0.97 / 0.98 at 400, 1.0 from 500 on
+    # (chance 0.25; about 45 s on 2 busy cores). With all four shapes named it is slow and
+    # fickle: 0.25 after 600 steps at lr 1e-3 (batch 16), 0.29 after 800 at 3e-3 (batch 16),
+    # 0.31 after 600 at 3e-3 (batch 32), 0.94 at step 500 of a 1000-step schedule. R@5 is
+    # trivial here: 4 candidates.
+    root = write_phrase_world(
+        tmp_path / "data", {"train": 96, "val": 24}, shapes=4, captions=4, mentioned=2
+    )
+    summary = run_phrase_grounding(
+        _phrase(
+            root,
+            "data.boxes=ground_truth",
+            "data.test_splits=[]",
+            "optim.lr=3e-3",
+            "optim.batch_size=32",
+            "optim.epochs=100",
+            "optim.max_steps=600",
+            "run.eval_every=100",
+        ),
+        tmp_path / "run",
+    )
+    after = summary["after"]
+    assert after["phrases"] == 24 * 4 * 2 and after["answerable"] == 1.0
+    assert after["recall_at_1_baseline"] == pytest.approx(0.25)
+    assert after["recall_at_5"] == after["recall_at_5_baseline"] == 1.0
+    assert summary["before"]["recall_at_1"] <= 0.35, _curve(summary, "recall_at_1")
+    assert after["recall_at_1"] >= 0.9, _curve(summary, "recall_at_1")
 
 
 @pytest.mark.xfail(
@@ -200,6 +255,24 @@ def test_refcoco_validates_periodically_across_epochs(small_scenes, tmp_path):
         out,
     )
     _periodic_validations(out, summary, 5)
+
+
+def test_phrase_grounding_validates_periodically_across_epochs(small_scenes, tmp_path):
+    out = tmp_path / "run"
+    summary = run_phrase_grounding(
+        _phrase(
+            small_scenes,
+            "optim.batch_size=32",
+            "optim.epochs=2",
+            "optim.max_steps=null",
+            "run.eval_every=8",
+            "data.max_val_phrases=16",
+            "data.test_splits=[]",
+        ),
+        out,
+    )
+    _periodic_validations(out, summary, 8)
+    assert all("recall_at_5_baseline" in h for h in summary["history"])
 
 
 def test_pretrain_validates_periodically_across_epochs(small_scenes, tmp_path):

@@ -235,3 +235,63 @@ def write_vgp_world(
             writer.writerows(rows)
     write_splits(root, ids)
     return image_colours
+
+
+def _annotation_of_chains(boxes: list[list[float]]) -> bytes:
+    """An annotation whose chain ``k + 1`` is the box ``boxes[k]``."""
+    root = ET.Element("annotation")
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", SIZE), ("height", SIZE), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(value)
+    for k, box in enumerate(boxes):
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = str(k + 1)
+        bndbox = ET.SubElement(obj, "bndbox")
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        for tag, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
+            ET.SubElement(bndbox, tag).text = str(value)
+    return ET.tostring(root, encoding="utf-8") + b"\n"
+
+
+def write_phrase_world(
+    root: Path,
+    splits: dict[str, int],
+    *,
+    shapes: int = 4,
+    colours: int = 6,
+    captions: int = 2,
+    mentioned: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """A Flickr30k Entities root with ground-truth regions: each phrase names one shape's colour.
+
+    Each image holds ``shapes`` shapes of distinct colours (of ``colours``), one
+    per cell; each of its ``captions`` captions names ``mentioned`` of them (all
+    by default), drawn in a random order, each as a phrase ``a <colour> shape``
+    grounded to it ("a red shape , a blue shape and a green shape ."). Which of
+    the named boxes a sample asks for is said only by the phrase marked in the
+    caption. Writes ``Sentences/``,
+    ``Annotations/``, the split files and ``features/<split>.h5``; returns ``root``.
+    """
+    rng = np.random.default_rng(seed)
+    (root / "Sentences").mkdir(parents=True, exist_ok=True)
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
+    ids = _image_ids(splits)
+    for split, image_ids in ids.items():
+        with FeatureStoreWriter(root / "features" / f"{split}.h5", FEATURE_DIM) as store:
+            for image_id in image_ids:
+                chosen = [int(c) for c in rng.permutation(colours)[:shapes]]
+                cells = rng.permutation(len(CELLS))[:shapes]
+                boxes = [_box(rng, int(c)) for c in cells]
+                store.add(image_id, _regions(rng, chosen, boxes, Provenance.GROUND_TRUTH))
+                lines = []
+                for _ in range(captions):
+                    phrases = [
+                        f"[/EN#{k + 1}/other a {COLOURS[chosen[k]]} shape]"
+                        for k in rng.permutation(shapes)[: mentioned or shapes]
+                    ]
+                    lines.append(" , ".join(phrases[:-1]) + f" and {phrases[-1]} .")
+                (root / "Sentences" / f"{image_id}.txt").write_text("\n".join(lines) + "\n")
+                (root / "Annotations" / f"{image_id}.xml").write_bytes(_annotation_of_chains(boxes))
+    write_splits(root, ids)
+    return root

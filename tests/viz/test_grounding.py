@@ -35,3 +35,14 @@ def test_grounding_report_equals_the_trainers_validation_counts(scenes, model_di
         accuracy.flatten(), torch.tensor(metrics["grounding_per_head"]), atol=1e-6
     )
     assert torch.allclose(rolled, torch.tensor(metrics["rollout_per_layer"]), atol=1e-6)
+    # Heads above the threshold and the zero-shot phrase recall: the same as the trainer's.
+    assert report["grounded_heads"] == {"threshold": 0.5, "count": metrics["grounded_heads"]}
+    recall = report["phrase_recall_at_1"]
+    assert recall["phrases"] > 0 and 0 < recall["baseline"] < 1
+    assert torch.allclose(
+        torch.tensor(recall["per_head"]).flatten(),
+        torch.tensor(metrics["phrase_recall_at_1_per_head"]),
+        atol=1e-6,
+    )
+    assert recall["best_head"] == metrics["phrase_recall_at_1_best_head"]
+    assert recall["baseline"] == metrics["phrase_recall_at_1_baseline"]

@@ -6,13 +6,8 @@ from groundattn.tasks.refcoco.dataset import (
     collate_refcoco,
     index_stores,
 )
-from groundattn.tasks.refcoco.task import (
-    RefCOCOTask,
-    chance_hits,
-    region_bce,
-    summarize,
-    top_region_hits,
-)
+from groundattn.tasks.refcoco.task import RefCOCOTask, summarize
+from groundattn.tasks.regions import chance_hits, region_bce, top_region_hits
 
 __all__ = [
     "RefCOCOBatch",

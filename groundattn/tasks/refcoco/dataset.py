@@ -27,8 +27,8 @@ from groundattn.data.errors import FormatError
 from groundattn.data.refcoco import CocoInstances, Ref
 from groundattn.data.regions import select_regions
 from groundattn.data.store import FeatureStore
-from groundattn.model import VLBatch, pack
-from groundattn.tasks.common import TaskBatch, TaskDataset
+from groundattn.tasks.common import TaskDataset
+from groundattn.tasks.regions import RegionBatch, collate_regions
 
 
 def index_stores(folder: str | Path) -> dict[str, FeatureStore]:
@@ -42,20 +42,10 @@ def index_stores(folder: str | Path) -> dict[str, FeatureStore]:
 
 
 @dataclass
-class RefCOCOBatch(TaskBatch):
-    """A collated batch; targets are in sequence positions of ``inputs``."""
+class RefCOCOBatch(RegionBatch):
+    """A collated batch; targets (IoU >= threshold with the referent) are in sequence positions of ``inputs``."""
 
-    inputs: VLBatch
-    targets: (
-        Tensor  # (B, N) bool: region positions whose box has IoU >= threshold with the referent
-    )
     sent_ids: Tensor  # (B,) long
-
-    @property
-    def candidates(self) -> Tensor:
-        """(B, N) bool: every region position but r0."""
-        regions = self.inputs.region_mask
-        return regions & (regions.cumsum(-1) > 1)
 
 
 class RefCOCODataset(TaskDataset):
@@ -151,16 +141,7 @@ class RefCOCODataset(TaskDataset):
 
 def collate_refcoco(samples: list[dict]) -> RefCOCOBatch:
     """Packs samples in the VL-BERT layout and places each region's target at its position."""
-    inputs = pack(
-        [s["token_ids"] for s in samples],
-        [[0] * len(s["token_ids"]) for s in samples],
-        [s["features"] for s in samples],
-        [s["boxes"] for s in samples],
-    )
-    targets = torch.zeros_like(inputs.region_mask)
-    targets[inputs.region_mask] = torch.tensor(
-        [t for s in samples for t in s["targets"]], dtype=torch.bool
-    )
+    inputs, targets = collate_regions(samples)
     return RefCOCOBatch(
         inputs=inputs, targets=targets, sent_ids=torch.tensor([s["sent_id"] for s in samples])
     )

@@ -26,6 +26,7 @@ from groundattn.supervision import (
     grounding_hits,
     indirect_loss,
     max_pool_spans,
+    phrase_grounding_hits,
     rollout,
     supervised_rows,
 )
@@ -34,6 +35,9 @@ from groundattn.tasks.vgp.dataset import VGPBatch
 
 METHODS = ("none", "indirect", "direct", "semi-direct")
 NUM_VGP_CLASSES = 5
+# A head "grounds" when the arg-max of its attention is the right region for at least
+# this fraction of the grounded tokens (``grounded_heads``).
+GROUNDED_HEAD_ACCURACY = 0.5
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,9 @@ class VGPTask(nn.Module):
         rolled_hits, _ = grounding_hits(
             rollout(probs, out.valid_mask), batch.grounding, out.region_mask
         )
+        phrase_hits, phrases, phrase_chance = phrase_grounding_hits(
+            probs, batch.phrase_mask, batch.phrase_regions, out.region_mask
+        )
         confusion = torch.zeros(
             NUM_VGP_CLASSES, NUM_VGP_CLASSES, dtype=torch.long, device=id_logits.device
         )
@@ -197,6 +204,9 @@ class VGPTask(nn.Module):
             "grounding_hits": hits,
             "grounding_total": count,
             "rollout_hits": rolled_hits[:, 0],
+            "phrase_hits": phrase_hits,
+            "phrase_total": phrases,
+            "phrase_chance": phrase_chance,
         }
 
 
@@ -213,6 +223,8 @@ def summarize(counts: dict[str, Tensor]) -> dict[str, float]:
     best = int(accuracy.argmax())
     H = accuracy.shape[1]
     rolled = counts["rollout_hits"].double() / total  # (L,)
+    phrases = counts["phrase_total"].clamp_min(1).double()
+    phrase_recall = counts["phrase_hits"].double() / phrases  # (L, H)
     # Baselines: the majority class of the validation labels; uniform attention over regions.
     return {
         "id_accuracy": float(counts["id_correct"] / counts["id_total"].clamp_min(1)),
@@ -231,6 +243,12 @@ def summarize(counts: dict[str, Tensor]) -> dict[str, float]:
         "rollout_mean": float(rolled.mean()),
         "grounding_per_head": accuracy.flatten().tolist(),  # (L·H,), row-major
         "rollout_per_layer": rolled.tolist(),
+        "grounded_heads": int((accuracy >= GROUNDED_HEAD_ACCURACY).sum()),
+        # Zero-shot phrase grounding by attention: the head of best grounding accuracy
+        # (chosen by tokens, not by this recall) and, beside it, every head.
+        "phrase_recall_at_1_best_head": float(phrase_recall.flatten()[best]),
+        "phrase_recall_at_1_baseline": float(counts["phrase_chance"] / phrases),
+        "phrase_recall_at_1_per_head": phrase_recall.flatten().tolist(),  # (L·H,), row-major
     }
 
 

@@ -75,6 +75,9 @@ def test_summarize_by_hand():
         "rollout_hits": torch.tensor([2, 4]),
         "id_by_class": torch.tensor([2, 1, 1]),
         "grounding_chance": torch.tensor(1.5, dtype=torch.float64),
+        "phrase_hits": torch.tensor([[1, 0], [2, 1]]),
+        "phrase_total": torch.tensor(2),
+        "phrase_chance": torch.tensor(0.5, dtype=torch.float64),
     }
     m = summarize(counts)
     assert m["id_accuracy"] == 0.75 and m["vgp_accuracy"] == 0.8
@@ -88,6 +91,10 @@ def test_summarize_by_hand():
         m["grounding_best_head"],
     ) == (0, 1)
     assert m["grounding_mean"] == pytest.approx(6 / 16) and m["rollout_best"] == 1.0
+    # Heads of accuracy >= 0.5: (0, 1) and (1, 0). The best head (0, 1) recalls no phrase of 2.
+    assert m["grounded_heads"] == 2
+    assert m["phrase_recall_at_1_best_head"] == 0.0 and m["phrase_recall_at_1_baseline"] == 0.25
+    assert m["phrase_recall_at_1_per_head"] == [0.5, 0.0, 1.0, 0.5]
 
 
 def test_most_grounded_heads():
