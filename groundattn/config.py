@@ -475,8 +475,14 @@ class ExperimentConfig(Section):
     refcoco: PathField = Field(
         Path("configs/refcoco/default.yaml"), description="config of the RefCOCO+ runs"
     )
-    overrides: dict[Literal["pretrain", "vgp", "vqa", "refcoco"], list[str]] = Field(
-        {}, description="extra key=value overrides per stage (a preset shrinks the runs here)"
+    phrase_grounding: PathField | None = Field(
+        None,
+        description="config of the phrase-grounding runs (Recall@1 and @5 columns); None: none run",
+    )
+    overrides: dict[Literal["pretrain", "vgp", "vqa", "refcoco", "phrase_grounding"], list[str]] = (
+        Field(
+            {}, description="extra key=value overrides per stage (a preset shrinks the runs here)"
+        )
     )
     visualize: bool = Field(True, description="draw the attention of the methods side by side")
 

@@ -31,6 +31,7 @@ PANELS = [
     ("vqa", "accuracy", "accuracy_baseline", "VQA: accuracy (val)"),
     ("refcoco-detected", "accuracy", "accuracy_baseline", "RefCOCO+ detected boxes (val)"),
     ("refcoco-ground_truth", "accuracy", "accuracy_baseline", "RefCOCO+ ground-truth boxes (val)"),
+    ("phrase-grounding", "recall_at_1", "recall_at_1_baseline", "Phrase grounding: Recall@1 (val)"),
 ]
 FIELDS = ["stage", "model", "seed", "metric", "step", "value", "baseline"]
 

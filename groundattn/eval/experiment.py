@@ -6,7 +6,9 @@ Stages, each a run directory under ``out``:
 - ``vgp/<method>/seed-<s>/``: VGP fine-tuning from Original with each method;
 - ``vqa/<model>/seed-<s>/``, ``refcoco-detected/<model>/seed-<s>/``,
   ``refcoco-ground_truth/<model>/seed-<s>/``: every downstream task from
-  Original and from each fine-tuned model.
+  Original and from each fine-tuned model;
+- ``phrase-grounding/<model>/seed-<s>/``: the same for phrase grounding, when
+  the configuration names a ``phrase_grounding`` config.
 
 A stage whose ``summary.json`` exists is reused; one with checkpoints resumes
 from the last complete one, so a crashed experiment continues where it
@@ -32,6 +34,7 @@ import yaml
 from groundattn.config import (
     ConfigError,
     ExperimentConfig,
+    PhraseGroundingConfig,
     PretrainConfig,
     RefCOCOConfig,
     VGPConfig,
@@ -127,6 +130,7 @@ def run_experiment(
 
     Returns the chance record first (method ``"chance"``), then one record per (model, seed).
     """
+    from groundattn.train.phrase_grounding import run_phrase_grounding
     from groundattn.train.pretrain import run_pretrain
     from groundattn.train.refcoco import run_refcoco
     from groundattn.train.vgp import run_vgp
@@ -198,6 +202,18 @@ def run_experiment(
                 )
                 for split, metrics in ref["splits"].items():
                     record[f"refcoco_{boxes}_{split}"] = metrics["accuracy"]
+            phrase = None
+            if config.phrase_grounding is not None:
+                phrase_cfg = load(
+                    PhraseGroundingConfig, config.phrase_grounding, "phrase_grounding", *common
+                )
+                phrase = _stage(
+                    out / "phrase-grounding" / name / f"seed-{seed}",
+                    _stage_identity(phrase_cfg, data, init),
+                    lambda o, r, c=phrase_cfg: run_phrase_grounding(c, o, resume=r),
+                    announce,
+                )
+                record.update(phrase_grounding_columns(phrase))
             # Grounding on the VGP validation: Original is every VGP run's "before".
             vgp = (
                 vgp_summaries[name]["after"]
@@ -208,6 +224,8 @@ def run_experiment(
             records.append(record)
             if name == ORIGINAL and seed == config.seeds[0]:  # baselines: the same for all models
                 records.insert(0, _chance_record(seed, vqa, refs, vgp))
+                if phrase is not None:
+                    records[0].update(phrase_grounding_columns(phrase, "_baseline"))
     write_report(
         records, out, minutes=(time.perf_counter() - started) / 60, config=config, data=data
     )
@@ -234,6 +252,8 @@ def check_data_root(config: ExperimentConfig) -> None:
         (VQAConfig, config.vqa, "vqa"),
         (RefCOCOConfig, config.refcoco, "refcoco"),
     ]
+    if config.phrase_grounding is not None:
+        stages.append((PhraseGroundingConfig, config.phrase_grounding, "phrase_grounding"))
     needs: dict[str, str] = {}
     for cls, file, stage in stages:
         extra = [f"data.root={root}", *config.overrides.get(stage, [])]
@@ -244,6 +264,16 @@ def check_data_root(config: ExperimentConfig) -> None:
             f"data_root {root}: {len(missing)} of the {len(needs)} paths the experiment reads "
             f"are missing: {'; '.join(missing)}"
         )
+
+
+def phrase_grounding_columns(summary: dict, suffix: str = "") -> dict[str, float | None]:
+    """``phrase_grounding_<split>_r1`` and ``_r5`` of a phrase-grounding summary's splits
+    (``suffix="_baseline"``: their uniform-pick baselines, for the chance row)."""
+    return {
+        f"phrase_grounding_{split}_r{k}": metrics.get(f"recall_at_{k}{suffix}")
+        for split, metrics in summary["splits"].items()
+        for k in (1, 5)
+    }
 
 
 def _chance_record(seed: int, vqa: dict, refs: dict[str, dict], vgp_before: dict) -> dict:
@@ -276,6 +306,14 @@ def write_report(
         f"Data: `{config.data_root}`; methods {', '.join(config.methods)}; seeds {config.seeds};",
         f"this run of the experiment took {minutes:.1f} min (stages reused from earlier runs take no time).",
         "VQA: official accuracy on val. RefCOCO+: accuracy (IoU ≥ 0.5) with detected and ground-truth boxes.",
+        *(
+            [
+                "Phrase grounding: Recall@1 and Recall@5 (IoU ≥ 0.5 with a box of the phrase) over the phrases",
+                "with a box, with the boxes of its config (`data.boxes`).",
+            ]
+            if config.phrase_grounding is not None
+            else []
+        ),
         "Grounding: share of grounded words whose attention arg-max over regions is their region, on the VGP",
         "validation set (best head, mean over heads, best rollout layer); Original = before VGP fine-tuning.",
         "Every seed's numbers are in `results.csv`, the paired differences (fractions) in `differences.csv`.",

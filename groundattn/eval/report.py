@@ -3,8 +3,9 @@
 Table 1 has one row per model: "Chance / prior" (the trivial baseline of each
 column, so a reader sees what was learned), the model before VGP fine-tuning
 ("Original") and the four fine-tuning methods. Columns are VQA and RefCOCO+
-(detected and ground-truth boxes), then the attention grounding accuracy
-(beyond the paper). Cells are mean ± standard deviation over seeds (sample
+(detected and ground-truth boxes), phrase grounding (Recall@1 and @5, when it
+was run; beyond the paper), then the attention grounding accuracy (beyond the
+paper). Cells are mean ± standard deviation over seeds (sample
 std, n−1; "±" omitted for one seed).
 
 Under it, a second table gives each model's paired difference to "w/o
@@ -51,6 +52,9 @@ COLUMNS = [
     ("refcoco_ground_truth_val", "RefCOCO+ (Ground-truth)", "val"),
     ("refcoco_ground_truth_testA", "RefCOCO+ (Ground-truth)", "testA"),
     ("refcoco_ground_truth_testB", "RefCOCO+ (Ground-truth)", "testB"),
+    ("phrase_grounding_val_r1", "Phrase grounding", "val R@1"),
+    ("phrase_grounding_test_r1", "Phrase grounding", "test R@1"),
+    ("phrase_grounding_test_r5", "Phrase grounding", "test R@5"),
     ("grounding_best", "Grounding accuracy", "best head"),
     ("grounding_mean", "Grounding accuracy", "mean"),
     ("rollout_best", "Grounding accuracy", "rollout"),
