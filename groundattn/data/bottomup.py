@@ -185,8 +185,11 @@ def _cut_off(
         named = dict(zip(fieldnames, fields, strict=True))
         try:
             num_boxes = int(named["num_boxes"])
-            complete = 4 * -(-num_boxes * feature_dim * 4 // 3)
-            found += f" of the {complete} of num_boxes = {num_boxes} × F = {feature_dim} float32"
+            complete = 4 * -(-num_boxes * feature_dim * 4 // 3)  # base64 of K × F float32
+            found = (
+                f"it stops in field features after {len(fields[-1])} of the {complete} base64 "
+                f"characters of num_boxes = {num_boxes} × F = {feature_dim} float32"
+            )
         except ValueError:
             pass
     return FormatError(
