@@ -52,10 +52,19 @@ def _prepare_features(args) -> None:
 
 
 def _prepare_bottomup(args) -> None:
-    from groundattn.data.bottomup import tsv_to_store
+    import time
 
-    n = tsv_to_store(args.tsv, args.out)
-    print(f"{n} images -> {args.out}")
+    from groundattn.data.bottomup import tsv_to_store
+    from groundattn.errors import GroundattnError
+
+    if args.workers < 1:
+        raise GroundattnError(f"--workers must be >= 1, got {args.workers}")
+    start = time.perf_counter()
+    n = tsv_to_store(
+        args.tsv, args.out, feature_dtype=args.dtype, workers=args.workers, resume=args.resume
+    )
+    seconds = time.perf_counter() - start
+    print(f"{n} images -> {args.out} ({seconds:.0f} s)")
 
 
 TRAIN = {  # task → (config class, run function), imported on use
@@ -319,7 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
     features.set_defaults(func=_prepare_features)
     bottomup = prepare.add_parser("bottomup", help="bottom-up-attention TSV into a feature store")
     bottomup.add_argument("--tsv", required=True)
-    bottomup.add_argument("--out", required=True)
+    bottomup.add_argument("--out", required=True, help="the .h5 store to write (never replaced)")
+    bottomup.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted conversion from <out>.partial (a complete <out> of this "
+        "TSV is kept as it is)",
+    )
+    bottomup.add_argument(
+        "--workers", type=int, default=1, help="processes that decode the lines (same store)"
+    )
+    bottomup.add_argument(
+        "--dtype",
+        default="float16",
+        choices=["float16", "float32"],
+        help="how features are stored (float16: half the size)",
+    )
     bottomup.set_defaults(func=_prepare_bottomup)
 
     train = commands.add_parser("train", help="train a model").add_subparsers(

@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 
 from groundattn.data.errors import FormatError
-from groundattn.data.store import FeatureStore, FeatureStoreWriter, Provenance, RegionFeatures
-from groundattn.errors import NonFiniteError
+from groundattn.data.store import (
+    FeatureStore,
+    FeatureStoreWriter,
+    Provenance,
+    RegionFeatures,
+    to_float16,
+    to_float32,
+)
+from groundattn.errors import ExistingFileError, NonFiniteError
 
 
 def _regions(k: int, f: int = 3, value: float = 1.0) -> RegionFeatures:
@@ -100,3 +107,49 @@ def test_statistics_by_hand(tmp_path):
     # At most one image in two: every other image, from the first.
     mean, _ = FeatureStore(tmp_path / "s.h5").statistics(max_images=1)
     np.testing.assert_allclose(mean, [1.0] * 3)
+
+
+def test_float16_conversions_are_numpys_bit_for_bit():
+    rng = np.random.default_rng(0)
+    scales = (1e-8, 1e-6, 1e-4, 1e-2, 1.0, 1e2, 1e4)  # subnormal to near the float16 limit
+    values = np.concatenate([rng.standard_normal(20_000) * s for s in scales])
+    values = np.concatenate([values, [0.0, -0.0, 65504, 65519, -65519, 2.98e-8, 6e-8, 1.0]])
+    values = values.astype(np.float32).reshape(-1, 8)  # (N, 8): more than one chunk
+    np.testing.assert_array_equal(
+        to_float16(values).view(np.uint16), values.astype(np.float16).view(np.uint16)
+    )
+    every = np.arange(2**16, dtype=np.uint16).view(np.float16)  # every float16, nan and inf too
+    converted = to_float32(every)
+    assert converted.dtype == np.float32
+    np.testing.assert_array_equal(converted, every.astype(np.float32))
+
+
+def test_float16_store_reads_float32_and_refuses_overflow(tmp_path):
+    path = tmp_path / "half.h5"
+    regions = _regions(3, value=0.1)
+    with FeatureStoreWriter(path, feature_dim=3, feature_dtype="float16") as w:
+        w.add("1", regions)
+    with h5py.File(path, "r") as f:
+        assert f["images/1/features"].dtype == np.float16
+        assert f.attrs["feature_dtype"] == "float16"
+    store = FeatureStore(path)
+    expected = regions.features.astype(np.float16).astype(np.float32)
+    for read in (store["1"].features, store.features("1", np.array([2, 0, 1]))):
+        assert read.dtype == np.float32
+        np.testing.assert_array_equal(read, expected)
+    with (
+        pytest.raises(ValueError, match="overflows float16"),
+        FeatureStoreWriter(tmp_path / "big.h5", feature_dim=3, feature_dtype="float16") as w,
+    ):
+        w.add("1", _regions(2, value=7e4))
+    assert not (tmp_path / "big.h5.partial").exists()
+
+
+def test_writer_never_replaces_an_existing_partial(tmp_path):
+    partial = tmp_path / "s.h5.partial"
+    partial.write_text("a user's file")
+    with pytest.raises(ExistingFileError, match="s.h5.partial exists"):
+        FeatureStoreWriter(tmp_path / "s.h5", feature_dim=3)
+    with pytest.raises(FormatError, match="cannot be opened to resume"):
+        FeatureStoreWriter(tmp_path / "s.h5", feature_dim=3, resume=True)
+    assert partial.read_text() == "a user's file"
