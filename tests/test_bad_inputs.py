@@ -265,6 +265,22 @@ def _b64(a) -> str:
     return base64.b64encode(np.asarray(a, np.float32).tobytes()).decode()
 
 
+_TSV_ROW = ["7", "32", "24", "1", _b64([[1, 1, 5, 20]]), _b64([[1, 2, 3, 4]])]
+
+
+def _tsv_cut_off(root, tmp):
+    """The second line cut inside its features, as a killed download leaves the file."""
+    line = "\t".join(_TSV_ROW)
+    (tmp / "f.tsv").write_text(line + "\n" + line.replace("7", "8", 1)[:-5])
+    return ["prepare", "bottomup", "--tsv", str(tmp / "f.tsv"), "--out", str(tmp / "bu.h5")]
+
+
+def _store_exists(root, tmp):
+    (tmp / "f.tsv").write_text("\t".join(_TSV_ROW) + "\n")
+    (tmp / "bu.h5").write_text("a user's file")
+    return ["prepare", "bottomup", "--tsv", str(tmp / "f.tsv"), "--out", str(tmp / "bu.h5")]
+
+
 def _overwrite_user_dir(root, tmp):
     (tmp / "mine").mkdir()
     (tmp / "mine" / "thesis.tex").write_text("years of work")
@@ -315,6 +331,7 @@ CASES = [
         _tsv([["7", "32", "24", "1", _b64([[10, 10, 5, 20]]), _b64([[1, 2]])]]),
         "f.tsv, line 1",
     ),
+    Case("TSV cut off inside its last line", _tsv_cut_off, "f.tsv, line 2, field features"),
     Case("corrupt JPEG", _features("--grid", "2", "2", images=_corrupt_jpeg), "999.jpg"),
     Case("box outside its image", _boxes([[10, 10, 5000, 40]]), "boxes.json"),
     Case("boxes file of another format", _boxes({"whole_image": 0}), "boxes.json"),
@@ -359,6 +376,7 @@ CASES = [
     # files that are not groundattn's, and runs that are not what they claim
     Case("--overwrite on a user's directory", _overwrite_user_dir, "mine"),
     Case("a user's <out>.partial", _user_partial, "scenes.partial"),
+    Case("prepare bottomup onto an existing file", _store_exists, "bu.h5 exists"),
     Case("training into a finished run", _finished_run, "holds a finished run"),
     Case("--resume with another method", _resume_changed, "supervision.method"),
     Case("experiment on a real root missing files", _experiment_real_root, "vgp/train.csv"),
