@@ -187,14 +187,89 @@ class RunSection(Section):
     )
 
 
+class DistillSection(Section):
+    """Knowledge distillation from a frozen teacher against forgetting (see
+    :mod:`groundattn.tasks.vgp.regularizers` for the positions each term reads)."""
+
+    teacher: str | None = Field(
+        None,
+        description="the teacher, a pretraining run's model/ export (MLM and MRC heads); "
+        "None: model.init (Original)",
+    )
+    mlm_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of T²·KL(teacher ‖ student) of the MLM distributions at every text position",
+    )
+    mlm_temperature: float = Field(2.0, gt=0, description="temperature T of the MLM term")
+    mrc_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of T²·KL(teacher ‖ student) of the region-class distributions at every region but r0",
+    )
+    mrc_temperature: float = Field(2.0, gt=0, description="temperature T of the MRC term")
+    hidden_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the distance between the final hidden states at every valid position",
+    )
+    hidden_loss: Literal["mse", "cosine"] = Field(
+        "mse", description="mse: mean squared difference; cosine: 1 − cosine similarity"
+    )
+
+    @model_validator(mode="after")
+    def _some_term(self) -> DistillSection:
+        if not (self.mlm_weight or self.mrc_weight or self.hidden_weight):
+            raise ValueError(
+                "set mlm_weight, mrc_weight or hidden_weight above 0, or leave the distill section out"
+            )
+        return self
+
+
+class EWCSection(Section):
+    """Elastic weight consolidation at the anchor θ* = model.init (Original)."""
+
+    weight: float = Field(
+        gt=0, description="λ of the penalty λ/2 · Σ F (θ − θ*)² over the trained encoder parameters"
+    )
+    batches: int = Field(
+        32,
+        ge=1,
+        description="batches of the pretraining objective (MLM + MRC) the Fisher is estimated on",
+    )
+    batch_size: int = Field(8, ge=1, description="samples per batch of the Fisher estimate")
+    normalize: bool = Field(
+        True,
+        description="divide F by its mean over all encoder parameters (λ is then per unit of mean curvature)",
+    )
+
+
 class VGPConfig(Section):
     """VGP fine-tuning (METHOD §3)."""
 
     model: ModelSection = ModelSection()
     data: DataSection
     supervision: SupervisionSection = SupervisionSection()
+    distill: DistillSection | None = Field(
+        None, description="knowledge distillation from a frozen teacher (None: off)"
+    )
+    ewc: EWCSection | None = Field(
+        None, description="elastic weight consolidation at model.init (None: off)"
+    )
     optim: OptimSection = OptimSection()
     run: RunSection = RunSection()
+
+    @model_validator(mode="after")
+    def _anchor(self) -> VGPConfig:
+        if self.ewc is not None and self.model.init is None:
+            raise ValueError(
+                "ewc needs model.init, a pretraining run's model/ export: the anchor θ* and its Fisher"
+            )
+        if self.distill is not None and self.distill.teacher is None and self.model.init is None:
+            raise ValueError(
+                "distill needs a teacher: set distill.teacher or model.init (a pretraining run's model/)"
+            )
+        return self
 
 
 class PretrainDataSection(Section):
