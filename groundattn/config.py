@@ -259,17 +259,17 @@ class VGPConfig(Section):
     optim: OptimSection = OptimSection()
     run: RunSection = RunSection()
 
-    @model_validator(mode="after")
-    def _anchor(self) -> VGPConfig:
+    def check_anchor(self) -> None:
+        """Refuses KD or EWC without the pretraining run they hold on to (at the start of a
+        run: an exported model's config has no ``model.init`` and is evaluated without them)."""
         if self.ewc is not None and self.model.init is None:
-            raise ValueError(
+            raise ConfigError(
                 "ewc needs model.init, a pretraining run's model/ export: the anchor θ* and its Fisher"
             )
         if self.distill is not None and self.distill.teacher is None and self.model.init is None:
-            raise ValueError(
+            raise ConfigError(
                 "distill needs a teacher: set distill.teacher or model.init (a pretraining run's model/)"
             )
-        return self
 
 
 class PretrainDataSection(Section):
