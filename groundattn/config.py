@@ -461,6 +461,53 @@ class RefCOCOConfig(Section):
 
 
 DEFAULT_SCENES = Path("data/scenes")
+PAPER_METHODS = ("none", "indirect", "direct", "semi-direct")
+PAPER_LABELS = {
+    "none": "w/o Attention",
+    "indirect": "Indirect Attention",
+    "direct": "Direct Attention",
+    "semi-direct": "Semi-direct Attention",
+}
+
+
+def slug(label: str) -> str:
+    """A directory name for a label: "Direct, layers 1–3" → "direct-layers-1-3"."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+class ExperimentRow(Section):
+    """One fine-tuned model of the experiment: a VGP configuration and its label."""
+
+    label: str = Field(min_length=1, description="the row's name in the report")
+    name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="its stages' directory name, vgp/<name>/ (default: from the label); "
+        "the row named none is the reference of the paired differences",
+    )
+    set: list[str] = Field(
+        [],
+        description="key=value overrides of the VGP config, after the experiment's "
+        "(e.g. supervision.method=direct, distill.mlm_weight=1.0)",
+    )
+
+    @model_validator(mode="after")
+    def _named(self) -> ExperimentRow:
+        if not slug(self.label) and self.name is None:
+            raise ValueError(f"label {self.label!r} gives no directory name: set name")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The directory name, and the ``method`` of its records."""
+        return self.name if self.name is not None else slug(self.label)
+
+
+def paper_row(method: str) -> ExperimentRow:
+    """The paper's row of one supervision method (its stages under vgp/<method>/)."""
+    return ExperimentRow(
+        label=PAPER_LABELS[method], name=method, set=[f"supervision.method={method}"]
+    )
 
 
 class ExperimentConfig(Section):
@@ -485,10 +532,16 @@ class ExperimentConfig(Section):
     seeds: list[int] = Field(
         [0], min_length=1, description="seeds of the fine-tuning and downstream runs"
     )
-    methods: list[Literal["none", "indirect", "direct", "semi-direct"]] = Field(
-        ["none", "indirect", "direct", "semi-direct"],
+    methods: list[Literal["none", "indirect", "direct", "semi-direct"]] | None = Field(
+        None,
         min_length=1,
-        description="VGP fine-tuning methods compared",
+        description="shorthand for rows: the paper's rows of these methods (None and no rows: all four)",
+    )
+    rows: list[ExperimentRow] | None = Field(
+        None,
+        min_length=1,
+        description="the fine-tuned models compared, in the report's order, each a label and its "
+        "VGP overrides (None: the paper's rows of methods); Original and Chance / prior come first",
     )
     pretrain: PathField = Field(
         Path("configs/pretrain/default.yaml"), description="config of the VL pretraining"
@@ -504,6 +557,28 @@ class ExperimentConfig(Section):
         {}, description="extra key=value overrides per stage (a preset shrinks the runs here)"
     )
     visualize: bool = Field(True, description="draw the attention of the methods side by side")
+
+    @model_validator(mode="after")
+    def _rows_or_methods(self) -> ExperimentConfig:
+        if self.rows is not None and self.methods is not None:
+            raise ValueError(
+                "give rows or methods, not both (methods is a shorthand for rows; "
+                "over a preset with methods, --set methods=null)"
+            )
+        names = [row.key for row in self.variants]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"rows: two rows share the name {repeated[0]!r}; give one a name")
+        if "original" in names or "chance" in names:
+            raise ValueError("rows: 'original' and 'chance' are the report's own rows")
+        return self
+
+    @property
+    def variants(self) -> list[ExperimentRow]:
+        """The VGP rows: ``rows``, else the paper's rows of ``methods`` (default all four)."""
+        if self.rows is not None:
+            return list(self.rows)
+        return [paper_row(m) for m in self.methods or PAPER_METHODS]
 
 
 class ConfigError(GroundattnError, ValueError):
