@@ -26,6 +26,10 @@ the attention supervision (none, indirect, direct, semi-direct):
   the diagonal Fisher of the pretraining objective there
   (:mod:`groundattn.train.fisher` estimates and stores it).
 
+The terms join the training loss only (logged as ``loss_kd_mlm``,
+``loss_kd_mrc``, ``loss_kd_hidden``, ``loss_ewc``, unweighted); validation
+reports the VGP losses and metrics, so rows with and without them compare.
+
 The student reads its distributions through the *teacher's* heads, frozen
 (the MLM decoder tied, as in BERT, to the student's own word embeddings).
 Trainable copies would let the heads absorb the encoder's drift (the KL would
@@ -86,6 +90,8 @@ def ewc_penalty(
     terms = [
         (fisher[name] * (p.float() - anchor[name]).pow(2)).sum() for name, p in parameters.items()
     ]
+    if not terms:  # every parameter frozen
+        return torch.zeros(())
     return 0.5 * torch.stack(terms).sum()
 
 
