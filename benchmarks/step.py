@@ -4,6 +4,9 @@
 
 Prints, measured side by side in one run: seconds per step (forward, all
 losses, backward, AdamW) for none / direct (cheap path) / semi-direct, the
+none step with knowledge distillation (frozen teacher forward, MLM KL over
+every text position, MRC KL over the regions, hidden MSE) and with EWC
+(penalty over every encoder parameter) as ratios to the plain none step, the
 same supervised step done with ``transformers.VisualBertModel`` and
 ``output_attentions=True``, the achieved FLOP/s of the "none" step as a
 fraction of this machine's measured matmul throughput, and peak memory
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +34,11 @@ from groundattn.supervision import (
     semi_direct_loss,
     supervised_rows,
 )
+from groundattn.tasks.pretrain import PretrainTask
+from groundattn.tasks.vgp.regularizers import DistillSpec, EWCAnchor, Regularizers
 
-VARIANTS = ["none", "direct", "semi-direct", "visualbert-direct"]
+VARIANTS = ["none", "direct", "semi-direct", "visualbert-direct", "none+kd", "none+ewc"]
+REGION_CLASSES = 80  # the teacher's MRC head (COCO's categories)
 
 
 def make_inputs(B: int, F_dim: int, g: torch.Generator):
@@ -57,8 +64,18 @@ def make_inputs(B: int, F_dim: int, g: torch.Generator):
 class Step:
     """One optimizer step of our encoder with the chosen supervision."""
 
-    def __init__(self, method: str, model: nn.Module, batch, grounding, device, autocast):
+    def __init__(
+        self,
+        method: str,
+        model: nn.Module,
+        batch,
+        grounding,
+        device,
+        autocast,
+        regularizers: Regularizers | None = None,
+    ):
         self.method, self.model, self.autocast = method, model, autocast
+        self.regularizers = regularizers
         self.batch, self.grounding = batch.to(device), grounding.to(device)
         self.head = nn.Linear(model.config.hidden_size, 3).to(device)
         self.labels = torch.randint(0, 3, (len(batch),), device=device)
@@ -92,6 +109,8 @@ class Step:
                         out.attention.probs.float(), g, b.text_mask, b.region_mask, b.valid_mask
                     ).total
                 )
+            if self.regularizers is not None:
+                loss = loss + self.regularizers(self.model, b, out)[0]
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
@@ -166,11 +185,35 @@ def build(args, variant: str | None = None):
     for name in [variant] if variant else VARIANTS:
         if name == "visualbert-direct":
             steps[name] = VisualBertStep(config, batch, grounding, T, R, device, autocast)
+        elif name in ("none+kd", "none+ewc"):
+            model = VLEncoder(config).to(device)
+            steps[name] = Step(
+                "none", model, batch, grounding, device, autocast, regularizers(name, model)
+            )
         else:
             steps[name] = Step(
                 name, VLEncoder(config).to(device), batch, grounding, device, autocast
             )
     return config, batch, steps
+
+
+def regularizers(name: str, model: VLEncoder) -> Regularizers:
+    """KD from a frozen copy with every term on, or EWC with a random Fisher at a copy."""
+    if name == "none+kd":
+        teacher = PretrainTask(copy.deepcopy(model), REGION_CLASSES).to(model_device(model))
+        return Regularizers(teacher, DistillSpec(1.0, 2.0, 1.0, 2.0, 1.0, "mse"))
+    named = dict(model.named_parameters())
+    return Regularizers(
+        ewc=EWCAnchor(
+            {n: p.detach().clone() for n, p in named.items()},
+            {n: torch.rand_like(p) for n, p in named.items()},
+            1.0,
+        )
+    )
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def saved_for_backward_mb(step) -> float:
@@ -251,6 +294,11 @@ def main() -> None:
     print(
         f"semi-direct adds {100 * (times['semi-direct'] / times['none'] - 1):+.1f} % to none (target <= +25 %)"
     )
+    for name, what in (("none+kd", "knowledge distillation"), ("none+ewc", "EWC")):
+        print(
+            f"{what} adds {100 * (times[name] / times['none'] - 1):+.1f} % to none "
+            f"(x {times[name] / times['none']:.2f} a plain step)"
+        )
     print(
         f"VisualBERT + output_attentions / ours (direct): {times['visualbert-direct'] / times['direct']:.2f} (target >= 1)"
     )

@@ -187,14 +187,89 @@ class RunSection(Section):
     )
 
 
+class DistillSection(Section):
+    """Knowledge distillation from a frozen teacher against forgetting (see
+    :mod:`groundattn.tasks.vgp.regularizers` for the positions each term reads)."""
+
+    teacher: str | None = Field(
+        None,
+        description="the teacher, a pretraining run's model/ export (MLM and MRC heads); "
+        "None: model.init (Original)",
+    )
+    mlm_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of T²·KL(teacher ‖ student) of the MLM distributions at every text position",
+    )
+    mlm_temperature: float = Field(2.0, gt=0, description="temperature T of the MLM term")
+    mrc_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of T²·KL(teacher ‖ student) of the region-class distributions at every region but r0",
+    )
+    mrc_temperature: float = Field(2.0, gt=0, description="temperature T of the MRC term")
+    hidden_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the distance between the final hidden states at every valid position",
+    )
+    hidden_loss: Literal["mse", "cosine"] = Field(
+        "mse", description="mse: mean squared difference; cosine: 1 − cosine similarity"
+    )
+
+    @model_validator(mode="after")
+    def _some_term(self) -> DistillSection:
+        if not (self.mlm_weight or self.mrc_weight or self.hidden_weight):
+            raise ValueError(
+                "set mlm_weight, mrc_weight or hidden_weight above 0, or leave the distill section out"
+            )
+        return self
+
+
+class EWCSection(Section):
+    """Elastic weight consolidation at the anchor θ* = model.init (Original)."""
+
+    weight: float = Field(
+        gt=0, description="λ of the penalty λ/2 · Σ F (θ − θ*)² over the trained encoder parameters"
+    )
+    batches: int = Field(
+        32,
+        ge=1,
+        description="batches of the pretraining objective (MLM + MRC) the Fisher is estimated on",
+    )
+    batch_size: int = Field(8, ge=1, description="samples per batch of the Fisher estimate")
+    normalize: bool = Field(
+        True,
+        description="divide F by its mean over all encoder parameters (λ is then per unit of mean curvature)",
+    )
+
+
 class VGPConfig(Section):
     """VGP fine-tuning (METHOD §3)."""
 
     model: ModelSection = ModelSection()
     data: DataSection
     supervision: SupervisionSection = SupervisionSection()
+    distill: DistillSection | None = Field(
+        None, description="knowledge distillation from a frozen teacher (None: off)"
+    )
+    ewc: EWCSection | None = Field(
+        None, description="elastic weight consolidation at model.init (None: off)"
+    )
     optim: OptimSection = OptimSection()
     run: RunSection = RunSection()
+
+    def check_anchor(self) -> None:
+        """Refuses KD or EWC without the pretraining run they hold on to (at the start of a
+        run: an exported model's config has no ``model.init`` and is evaluated without them)."""
+        if self.ewc is not None and self.model.init is None:
+            raise ConfigError(
+                "ewc needs model.init, a pretraining run's model/ export: the anchor θ* and its Fisher"
+            )
+        if self.distill is not None and self.distill.teacher is None and self.model.init is None:
+            raise ConfigError(
+                "distill needs a teacher: set distill.teacher or model.init (a pretraining run's model/)"
+            )
 
 
 class PretrainDataSection(Section):
@@ -436,6 +511,53 @@ class PhraseGroundingConfig(Section):
 
 
 DEFAULT_SCENES = Path("data/scenes")
+PAPER_METHODS = ("none", "indirect", "direct", "semi-direct")
+PAPER_LABELS = {
+    "none": "w/o Attention",
+    "indirect": "Indirect Attention",
+    "direct": "Direct Attention",
+    "semi-direct": "Semi-direct Attention",
+}
+
+
+def slug(label: str) -> str:
+    """A directory name for a label: "Direct, layers 1–3" → "direct-layers-1-3"."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+class ExperimentRow(Section):
+    """One fine-tuned model of the experiment: a VGP configuration and its label."""
+
+    label: str = Field(min_length=1, description="the row's name in the report")
+    name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="its stages' directory name, vgp/<name>/ (default: from the label); "
+        "the row named none is the reference of the paired differences",
+    )
+    set: list[str] = Field(
+        [],
+        description="key=value overrides of the VGP config, after the experiment's "
+        "(e.g. supervision.method=direct, distill.mlm_weight=1.0)",
+    )
+
+    @model_validator(mode="after")
+    def _named(self) -> ExperimentRow:
+        if not slug(self.label) and self.name is None:
+            raise ValueError(f"label {self.label!r} gives no directory name: set name")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The directory name, and the ``method`` of its records."""
+        return self.name if self.name is not None else slug(self.label)
+
+
+def paper_row(method: str) -> ExperimentRow:
+    """The paper's row of one supervision method (its stages under vgp/<method>/)."""
+    return ExperimentRow(
+        label=PAPER_LABELS[method], name=method, set=[f"supervision.method={method}"]
+    )
 
 
 class ExperimentConfig(Section):
@@ -460,10 +582,16 @@ class ExperimentConfig(Section):
     seeds: list[int] = Field(
         [0], min_length=1, description="seeds of the fine-tuning and downstream runs"
     )
-    methods: list[Literal["none", "indirect", "direct", "semi-direct"]] = Field(
-        ["none", "indirect", "direct", "semi-direct"],
+    methods: list[Literal["none", "indirect", "direct", "semi-direct"]] | None = Field(
+        None,
         min_length=1,
-        description="VGP fine-tuning methods compared",
+        description="shorthand for rows: the paper's rows of these methods (None and no rows: all four)",
+    )
+    rows: list[ExperimentRow] | None = Field(
+        None,
+        min_length=1,
+        description="the fine-tuned models compared, in the report's order, each a label and its "
+        "VGP overrides (None: the paper's rows of methods); Original and Chance / prior come first",
     )
     pretrain: PathField = Field(
         Path("configs/pretrain/default.yaml"), description="config of the VL pretraining"
@@ -485,6 +613,28 @@ class ExperimentConfig(Section):
         )
     )
     visualize: bool = Field(True, description="draw the attention of the methods side by side")
+
+    @model_validator(mode="after")
+    def _rows_or_methods(self) -> ExperimentConfig:
+        if self.rows is not None and self.methods is not None:
+            raise ValueError(
+                "give rows or methods, not both (methods is a shorthand for rows; "
+                "over a preset with methods, --set methods=null)"
+            )
+        names = [row.key for row in self.variants]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"rows: two rows share the name {repeated[0]!r}; give one a name")
+        if "original" in names or "chance" in names:
+            raise ValueError("rows: 'original' and 'chance' are the report's own rows")
+        return self
+
+    @property
+    def variants(self) -> list[ExperimentRow]:
+        """The VGP rows: ``rows``, else the paper's rows of ``methods`` (default all four)."""
+        if self.rows is not None:
+            return list(self.rows)
+        return [paper_row(m) for m in self.methods or PAPER_METHODS]
 
 
 class ConfigError(GroundattnError, ValueError):

@@ -3,7 +3,9 @@
 Stages, each a run directory under ``out``:
 
 - ``pretrain/``: VL pretraining once (MLM + MRC); its model is "Original";
-- ``vgp/<method>/seed-<s>/``: VGP fine-tuning from Original with each method;
+- ``vgp/<row>/seed-<s>/``: VGP fine-tuning from Original for each row of the
+  config (``rows``: a label and its VGP overrides; by default the paper's
+  rows of ``methods``, one per supervision method, under the method's name);
 - ``vqa/<model>/seed-<s>/``, ``refcoco-detected/<model>/seed-<s>/``,
   ``refcoco-ground_truth/<model>/seed-<s>/``: every downstream task from
   Original and from each fine-tuned model;
@@ -14,10 +16,12 @@ A stage whose ``summary.json`` exists is reused; one with checkpoints resumes
 from the last complete one, so a crashed experiment continues where it
 stopped. The report is written at the end: ``results.md`` (Table 1 with a
 "Chance / prior" row, read from the baselines in Original's stage summaries,
-and each method's paired difference to w/o Attention over seeds with a 95 %
+and each row's paired difference to w/o Attention over seeds with a 95 %
 t-interval, see :mod:`groundattn.eval.report`), ``results.csv`` (every seed and
 the chance row), ``differences.csv``, ``results.png``, the learning curves of every stage
-(``learning_curves.{png,csv}``) and the attention of the four methods side by side.
+(``learning_curves.{png,csv}``) and the attention of the rows side by side. Every
+row gets the same downstream runs, seeds and statistics; the report orders and
+labels the rows as the config does.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import yaml
 from groundattn.config import (
     ConfigError,
     ExperimentConfig,
+    ExperimentRow,
     PhraseGroundingConfig,
     PretrainConfig,
     RefCOCOConfig,
@@ -157,26 +162,20 @@ def run_experiment(
     original = out / "pretrain" / "model"
 
     records = []
+    rows = config.variants
     for seed in config.seeds:
         vgp_summaries = {}
-        for method in config.methods:
-            cfg = load(
-                VGPConfig,
-                config.vgp,
-                "vgp",
-                f"model.init={original}",
-                f"supervision.method={method}",
-                f"run.seed={seed}",
-            )
-            vgp_summaries[method] = _stage(
-                out / "vgp" / method / f"seed-{seed}",
+        for row in rows:
+            cfg = vgp_config(config, row, original, seed)
+            vgp_summaries[row.key] = _stage(
+                out / "vgp" / row.key / f"seed-{seed}",
                 _stage_identity(cfg, data, original),
                 lambda o, r, c=cfg: run_vgp(c, o, resume=r),
                 announce,
             )
         starts = {
             ORIGINAL: original,
-            **{m: out / "vgp" / m / f"seed-{seed}" / "model" for m in config.methods},
+            **{row.key: out / "vgp" / row.key / f"seed-{seed}" / "model" for row in rows},
         }
         for name, init in starts.items():
             record = {"method": name, "seed": seed}
@@ -230,9 +229,26 @@ def run_experiment(
         records, out, minutes=(time.perf_counter() - started) / 60, config=config, data=data
     )
     write_curves(out)
-    if config.visualize and len(config.methods) > 1:
+    if config.visualize and len(rows) > 1:
         _compare_attention(config, out)
     return records
+
+
+def vgp_config(
+    config: ExperimentConfig, row: ExperimentRow, original: Path, seed: int
+) -> VGPConfig:
+    """The VGP config of one row and seed: the experiment's, then the row's overrides."""
+    sets = [
+        f"data.root={config.data_root}",
+        *config.overrides.get("vgp", []),
+        f"model.init={original}",
+        *row.set,
+        f"run.seed={seed}",
+    ]
+    try:
+        return load_config(VGPConfig, config.vgp, sets)
+    except ConfigError as error:
+        raise ConfigError(f"row {row.label!r}: {error}") from None
 
 
 def check_data_root(config: ExperimentConfig) -> None:
@@ -258,6 +274,8 @@ def check_data_root(config: ExperimentConfig) -> None:
     for cls, file, stage in stages:
         extra = [f"data.root={root}", *config.overrides.get(stage, [])]
         needs.update(load_config(cls, file, extra).data.needs())
+    for row in config.variants:  # every row's configuration is valid before any stage runs
+        vgp_config(config, row, Path("pretrain/model"), config.seeds[0])
     missing = [f"{name} ({how})" for name, how in needs.items() if not (root / name).exists()]
     if missing:
         raise MissingFileError(
@@ -291,19 +309,20 @@ def write_report(
     records: list[dict], out: Path, *, minutes: float, config: ExperimentConfig, data: str = ""
 ) -> Path:
     """Writes ``results.{md,csv,png,json}`` and ``differences.csv``; returns ``results.md``."""
+    labels = {row.key: row.label for row in config.variants}
     (out / "results.json").write_text(json.dumps(records, indent=2))
     write_csv(records, out / "results.csv")
-    write_differences_csv(records, out / "differences.csv")
-    figure = results_figure(records)
+    write_differences_csv(records, out / "differences.csv", labels)
+    figure = results_figure(records, labels)
     figure.savefig(out / "results.png", dpi=120)
     lines = [
         "# Attention supervision: downstream results",
         "",
-        markdown_table(records),
+        markdown_table(records, labels),
         "",
-        differences_table(records),
+        differences_table(records, labels),
         "",
-        f"Data: `{config.data_root}`; methods {', '.join(config.methods)}; seeds {config.seeds};",
+        f"Data: `{config.data_root}`; rows {', '.join(labels.values())}; seeds {config.seeds};",
         f"this run of the experiment took {minutes:.1f} min (stages reused from earlier runs take no time).",
         "VQA: official accuracy on val. RefCOCO+: accuracy (IoU ≥ 0.5) with detected and ground-truth boxes.",
         *(
@@ -334,10 +353,10 @@ def write_report(
         yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).rstrip(),
         "```",
     ]
-    if config.visualize and len(config.methods) > 1:
+    if config.visualize and len(labels) > 1:
         lines += [
             "",
-            "Attention of the same phrase after each fine-tuning method:",
+            "Attention of the same phrase after each fine-tuned model:",
             "",
             "![attention](attention/compare.png)",
         ]
@@ -347,13 +366,13 @@ def write_report(
 
 
 def _compare_attention(config: ExperimentConfig, out: Path) -> None:
-    """The methods side by side for one phrase of one validation image."""
+    """The rows side by side for one phrase of one validation image."""
     from groundattn.data.flickr30k import read_split
     from groundattn.viz.run import visualize
 
     seed = config.seeds[0]
     image = read_split(Path(config.data_root) / "val.txt")[0]
-    models = {m: str(out / "vgp" / m / f"seed-{seed}" / "model") for m in config.methods}
+    models = {r.key: str(out / "vgp" / r.key / f"seed-{seed}" / "model") for r in config.variants}
     visualize(
         out / "attention",
         data_root=config.data_root,

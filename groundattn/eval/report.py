@@ -2,10 +2,13 @@
 
 Table 1 has one row per model: "Chance / prior" (the trivial baseline of each
 column, so a reader sees what was learned), the model before VGP fine-tuning
-("Original") and the four fine-tuning methods. Columns are VQA and RefCOCO+
-(detected and ground-truth boxes), phrase grounding (Recall@1 and @5, when it
-was run; beyond the paper), then the attention grounding accuracy (beyond the
-paper). Cells are mean ± standard deviation over seeds (sample
+("Original") and the fine-tuned models, in the experiment's order and with its
+labels (``labels``: record ``method`` → label; by default the paper's four
+methods, then any other ``method`` of the records under its own name). Columns
+are VQA and RefCOCO+ (detected and ground-truth boxes), phrase grounding
+(Recall@1 and @5, when it was run; beyond the paper), then the attention
+grounding accuracy (beyond the paper). Cells are mean ± standard deviation over
+seeds (sample
 std, n−1; "±" omitted for one seed).
 
 Under it, a second table gives each model's paired difference to "w/o
@@ -25,24 +28,20 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from groundattn.config import PAPER_LABELS
+
 CHANCE = "chance"
 ORIGINAL = "original"
 REFERENCE = "none"  # the paired differences are taken to w/o Attention
-METHOD_LABELS = {
-    CHANCE: "Chance / prior",
-    ORIGINAL: "Original",
-    REFERENCE: "w/o Attention",
-    "indirect": "Indirect Attention",
-    "direct": "Direct Attention",
-    "semi-direct": "Semi-direct Attention",
-}
+METHOD_LABELS = {CHANCE: "Chance / prior", ORIGINAL: "Original", **PAPER_LABELS}
 NOT_FINE_TUNED = (CHANCE, ORIGINAL)  # never bold, left out of the "best" of a column
+Labels = Mapping[str, str] | None  # record ``method`` → row label, in the report's order
 # (key, group, column label)
 COLUMNS = [
     ("vqa_val", "VQAv2", "val"),
@@ -102,10 +101,25 @@ def paired_difference(differences: Sequence[float]) -> PairedDifference:
     return PairedDifference(mean, mean - half, mean + half, n)
 
 
-def aggregate(records: Sequence[dict]) -> dict[str, dict[str, tuple[float, float, int]]]:
+def row_labels(records: Sequence[dict], labels: Labels = None) -> dict[str, str]:
+    """The report's rows in order, method → label: Chance / prior, Original, then ``labels``
+    (by default the paper's methods, then any other method of the records, named as it is)."""
+    rows = {CHANCE: METHOD_LABELS[CHANCE], ORIGINAL: METHOD_LABELS[ORIGINAL]}
+    if labels is not None:
+        rows.update(labels)
+        return rows
+    rows.update(METHOD_LABELS)
+    for record in records:
+        rows.setdefault(record["method"], record["method"])
+    return rows
+
+
+def aggregate(
+    records: Sequence[dict], labels: Labels = None
+) -> dict[str, dict[str, tuple[float, float, int]]]:
     """method → column → (mean, std, seeds), over the records that hold that column."""
     table: dict[str, dict[str, tuple[float, float, int]]] = {}
-    for method in METHOD_LABELS:
+    for method in row_labels(records, labels):
         rows = [r for r in records if r["method"] == method]
         for key, _, _ in COLUMNS:
             values = [float(r[key]) for r in rows if r.get(key) is not None]
@@ -114,11 +128,13 @@ def aggregate(records: Sequence[dict]) -> dict[str, dict[str, tuple[float, float
     return table
 
 
-def paired_differences(records: Sequence[dict]) -> dict[str, dict[str, PairedDifference]]:
+def paired_differences(
+    records: Sequence[dict], labels: Labels = None
+) -> dict[str, dict[str, PairedDifference]]:
     """method → column → difference to w/o Attention, paired over the seeds both hold."""
     reference = {r["seed"]: r for r in records if r["method"] == REFERENCE}
     table: dict[str, dict[str, PairedDifference]] = {}
-    for method in METHOD_LABELS:
+    for method in row_labels(records, labels):
         if method in (CHANCE, REFERENCE):
             continue
         rows = [r for r in records if r["method"] == method]
@@ -148,10 +164,10 @@ def _header(keys: Sequence[str], first: str) -> list[str]:
     ]
 
 
-def bold_cells(records: Sequence[dict]) -> dict[str, set[str]]:
+def bold_cells(records: Sequence[dict], labels: Labels = None) -> dict[str, set[str]]:
     """column → methods printed bold: best fine-tuning method, and w/o Attention or significant."""
-    table = aggregate(records)
-    differences = paired_differences(records)
+    table = aggregate(records, labels)
+    differences = paired_differences(records, labels)
     bold: dict[str, set[str]] = {}
     for key, _, _ in COLUMNS:
         scored = {m: c[key][0] for m, c in table.items() if m not in NOT_FINE_TUNED and key in c}
@@ -168,13 +184,13 @@ def bold_cells(records: Sequence[dict]) -> dict[str, set[str]]:
     return bold
 
 
-def markdown_table(records: Sequence[dict]) -> str:
+def markdown_table(records: Sequence[dict], labels: Labels = None) -> str:
     """Table 1 in Markdown, values in percent, with the sentence that explains it."""
-    table = aggregate(records)
+    table = aggregate(records, labels)
     keys = _shown_columns(table)
-    bold = bold_cells(records)
+    bold = bold_cells(records, labels)
     lines = _header(keys, "Fine-tuning method")
-    for method, label in METHOD_LABELS.items():
+    for method, label in row_labels(records, labels).items():
         if method not in table:
             continue
         cells = []
@@ -207,18 +223,18 @@ def _difference_cell(difference: PairedDifference) -> str:
     return text if difference.excludes_zero else f"{text} (n.s.)"
 
 
-def differences_table(records: Sequence[dict]) -> str:
+def differences_table(records: Sequence[dict], labels: Labels = None) -> str:
     """Each model's paired difference to w/o Attention in Markdown ("" without one)."""
-    differences = paired_differences(records)
+    differences = paired_differences(records, labels)
     if not differences:
         return ""
-    keys = _shown_columns(aggregate(records))
+    keys = _shown_columns(aggregate(records, labels))
     lines = [
         "Paired difference to w/o Attention, mean [95 % CI], percentage points",
         "",
         *_header(keys, "Fine-tuning method"),
     ]
-    for method, label in METHOD_LABELS.items():
+    for method, label in row_labels(records, labels).items():
         if method not in differences:
             continue
         cells = [
@@ -247,25 +263,26 @@ def write_csv(records: Sequence[dict], path: Path) -> Path:
     return path
 
 
-def write_differences_csv(records: Sequence[dict], path: Path) -> Path:
+def write_differences_csv(records: Sequence[dict], path: Path, labels: Labels = None) -> Path:
     """One row per (method, column): mean, low, high (empty for one seed), n; fractions."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["method", "column", "mean", "low", "high", "n"])
-        for method, columns in paired_differences(records).items():
+        for method, columns in paired_differences(records, labels).items():
             for key, d in columns.items():
                 writer.writerow([method, key, d.mean, d.low, d.high, d.n])
     return path
 
 
-def results_figure(records: Sequence[dict]) -> Figure:
+def results_figure(records: Sequence[dict], labels: Labels = None) -> Figure:
     """Grouped bars per column, one bar per method, error bars = std over seeds.
 
     The chance level of each column is a dashed black line across its group of bars.
     """
-    table = aggregate(records)
+    table = aggregate(records, labels)
     keys = _shown_columns(table)
-    methods = [m for m in METHOD_LABELS if m in table and m != CHANCE]
+    names = row_labels(records, labels)
+    methods = [m for m in names if m in table and m != CHANCE]
     fig = Figure(figsize=(max(6.0, 1.2 * len(keys)), 4.0), dpi=100)
     ax = fig.add_axes((0.07, 0.3, 0.9, 0.6))
     width = 0.8 / max(len(methods), 1)
@@ -273,7 +290,7 @@ def results_figure(records: Sequence[dict]) -> Figure:
         xs = [k + (i - (len(methods) - 1) / 2) * width for k in range(len(keys))]
         means = [100 * table[method].get(key, (math.nan, 0, 0))[0] for key in keys]
         stds = [100 * table[method].get(key, (0, 0, 0))[1] for key in keys]
-        ax.bar(xs, means, width, yerr=stds, capsize=2, label=METHOD_LABELS[method])
+        ax.bar(xs, means, width, yerr=stds, capsize=2, label=names[method])
     chance = table.get(CHANCE, {})
     at = [k for k, key in enumerate(keys) if key in chance]
     if at:

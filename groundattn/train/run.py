@@ -103,6 +103,10 @@ class Recipe(ABC):
         """The first entries of ``summary.json``."""
         return {"task": self.name}
 
+    def prepare(self, device: torch.device) -> None:  # noqa: B027 (optional hook)
+        """Every process, the main one first, once the datasets are built: load or compute
+        (and store, on the main process) what :meth:`build_task` needs from other runs."""
+
     def start(self, out_dir: Path, resume: bool) -> None:  # noqa: B027 (optional hook)
         """Main process, once the datasets are built: write what the run needs to keep."""
 
@@ -279,6 +283,7 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
     tokenizer = load_tokenizer(config.model.bert)
     with accelerator.main_process_first():
         datasets = recipe.datasets(tokenizer)
+        recipe.prepare(accelerator.device)
     if accelerator.is_main_process:
         report_dropped(out_dir, datasets)
         recipe.start(out_dir, resume)

@@ -15,6 +15,11 @@ from groundattn.tasks.vgp import (
     most_grounded_heads,
     summarize,
 )
+from groundattn.tasks.vgp.regularizers import DistillSpec, EWCAnchor, Regularizers
+from groundattn.train.checkpoint import MODEL_FILE
+from groundattn.train.checkpoint_io import read_tensors
+from groundattn.train.fisher import anchor_fisher, load_pretrained_task
+from groundattn.train.models import ENCODER_PREFIX
 from groundattn.train.run import Recipe, evaluate, run, split_paths
 
 
@@ -26,8 +31,20 @@ class VGPRecipe(Recipe):
     collate = staticmethod(collate_vgp)
     summarize = staticmethod(summarize)
 
+    def __init__(self, config: VGPConfig):
+        super().__init__(config)
+        self.regularizers: Regularizers | None = None
+
     def required_paths(self) -> list[tuple[str, Path]]:
-        return split_paths(self.config.data)
+        self.config.check_anchor()
+        paths = split_paths(self.config.data)
+        if self.config.distill is not None and self.config.distill.teacher:
+            paths.append(("distill.teacher", Path(self.config.distill.teacher)))
+        return paths
+
+    def prepare(self, device: torch.device) -> None:
+        # Training only: an exported model is evaluated without its teacher and anchor.
+        self.regularizers = build_regularizers(self.config, device)
 
     def eval_dataset(self, tokenizer, split: str, max_images: int | None = None) -> VGPDataset:
         data = self.config.data
@@ -59,7 +76,7 @@ class VGPRecipe(Recipe):
         sup = self.config.supervision
         spec = SupervisionSpec(sup.method, sup.weight, sup.variant, sup.normalization, sup.per_head)
         L, H = encoder.config.num_hidden_layers, encoder.config.num_attention_heads
-        return VGPTask(encoder, spec, head_mask(self.config, L, H))
+        return VGPTask(encoder, spec, head_mask(self.config, L, H), self.regularizers)
 
     def summary_head(self) -> dict:
         return {"method": self.config.supervision.method}
@@ -70,6 +87,53 @@ class VGPRecipe(Recipe):
             task = trainer.accelerator.unwrap_model(trainer.module)
             L, H = task.head_mask.shape
             task.head_mask.copy_(most_grounded_heads(_accuracy_table(trainer.history[0], L, H), k))
+
+
+def build_regularizers(config: VGPConfig, device: torch.device) -> Regularizers | None:
+    """Knowledge distillation and EWC of ``config.distill`` / ``config.ewc`` (None: neither).
+
+    The teacher and the anchor come from a pretraining run's ``model/``
+    (``distill.teacher``, else ``model.init``); the Fisher is stored beside it
+    and reused (:mod:`groundattn.train.fisher`).
+    """
+    distill, ewc, root = config.distill, config.ewc, config.data.root
+    if distill is None and ewc is None:
+        return None
+    teacher = spec = anchor = None
+    if distill is not None:
+        field = "distill.teacher" if distill.teacher else "model.init"
+        teacher, _ = load_pretrained_task(distill.teacher or config.model.init, root, field)
+        spec = DistillSpec(
+            distill.mlm_weight,
+            distill.mlm_temperature,
+            distill.mrc_weight,
+            distill.mrc_temperature,
+            distill.hidden_weight,
+            distill.hidden_loss,
+        )
+        if spec.mrc_weight and teacher.mrc is None:
+            raise ConfigError(
+                f"distill.mrc_weight: the teacher {field} was pretrained without MRC "
+                "(no region-classification head); set distill.mrc_weight=0"
+            )
+    if ewc is not None:
+        init = Path(config.model.init)
+        fisher = anchor_fisher(
+            init,
+            root,
+            split=config.data.train_split,
+            batches=ewc.batches,
+            batch_size=ewc.batch_size,
+            seed=0,  # the anchor's Fisher, the same for every seed of the VGP run
+            device=device,
+        )
+        weights = read_tensors(init / MODEL_FILE)
+        theta = {name: weights[ENCODER_PREFIX + name].float() for name in fisher}
+        if ewc.normalize:
+            mean = sum(f.sum() for f in fisher.values()) / sum(f.numel() for f in fisher.values())
+            fisher = {name: f / mean.clamp_min(1e-30) for name, f in fisher.items()}
+        anchor = EWCAnchor(theta, fisher, ewc.weight)
+    return Regularizers(teacher, spec, anchor)
 
 
 def head_mask(config: VGPConfig, layers: int, heads: int) -> torch.Tensor | None:

@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -69,3 +70,81 @@ def test_tiny_experiment_writes_the_table_and_resumes(small_scenes, tmp_path):
     finally:
         os.utime(caption, ns=(caption.stat().st_atime_ns, caption.stat().st_mtime_ns - 1))
     assert "## What was run" in (out / "results.md").read_text()
+
+
+def test_rows_are_labelled_configurations():
+    config = load_config(ExperimentConfig, CONFIGS / "experiment" / "forgetting.yaml")
+    assert [r.label for r in config.variants] == [
+        "w/o Attention",
+        "Indirect Attention",
+        "Direct Attention",
+        "Semi-direct Attention",
+        "Direct + KD",
+        "Semi-direct + KD",
+        "Direct + EWC",
+        "Direct, top-8 heads",
+        "Direct, layers 1–3",
+    ]
+    assert [r.key for r in config.variants][4:] == [
+        "direct-kd",
+        "semi-direct-kd",
+        "direct-ewc",
+        "direct-top-8-heads",
+        "direct-layers-1-3",
+    ]
+    # methods is the shorthand of the paper's rows; neither given: all four.
+    default = load_config(ExperimentConfig, None, [])
+    quick = load_config(ExperimentConfig, CONFIGS / "experiment" / "quick.yaml")
+    assert [(r.key, r.set) for r in default.variants] == [(r.key, r.set) for r in quick.variants]
+    assert quick.variants[0].set == ["supervision.method=none"]
+    with pytest.raises(ConfigError, match="rows or methods"):
+        load_config(ExperimentConfig, None, ["methods=[none]", "rows=[{label: A}]"])
+    with pytest.raises(ConfigError, match="share the name 'a'"):
+        load_config(ExperimentConfig, None, ["rows=[{label: A}, {label: a}]"])
+    with pytest.raises(ConfigError, match="rows.0.name"):
+        load_config(ExperimentConfig, None, ["rows=[{label: A, name: A/B}]"])
+
+
+def test_every_row_is_checked_before_any_stage(small_scenes, tmp_path):
+    sets = [f"data_root={small_scenes}", "methods=null"]
+    sets += ["rows=[{label: Bad, set: [supervision.method=attend]}]"]
+    config = load_config(ExperimentConfig, CONFIGS / "experiment" / "tiny.yaml", sets)
+    with pytest.raises(ConfigError, match="row 'Bad'.*supervision.method"):
+        run_experiment(config, tmp_path / "experiment")
+    assert not (tmp_path / "experiment" / "pretrain").exists()
+
+
+def test_forgetting_rows_at_tiny_scale(small_scenes, tmp_path):
+    sets = [f"data_root={small_scenes}", "visualize=false"]
+    sets += [
+        f"{task}={CONFIGS / task / 'tiny.yaml'}" for task in ("pretrain", "vgp", "vqa", "refcoco")
+    ]
+    sets += [f"overrides.{task}=[optim.max_steps=2]" for task in ("pretrain", "vqa", "refcoco")]
+    sets += ["overrides.vgp=[optim.max_steps=2]"]
+    config = load_config(ExperimentConfig, CONFIGS / "experiment" / "forgetting.yaml", sets)
+    chosen = {"none", "direct-kd", "direct-ewc"}
+    rows = [
+        r.model_copy(update={"set": [*r.set, "ewc.batches=2"]}) if r.key == "direct-ewc" else r
+        for r in config.variants
+        if r.key in chosen
+    ]
+    config = config.model_copy(update={"rows": rows})
+    out = tmp_path / "experiment"
+    records = run_experiment(config, out, announce=lambda _: None)
+    assert [r["method"] for r in records] == [
+        "chance",
+        "original",
+        "none",
+        "direct-kd",
+        "direct-ewc",
+    ]
+    kd = json.loads((out / "vgp" / "direct-kd" / "seed-0" / "stage.json").read_text())["config"]
+    assert kd["distill"]["mlm_weight"] == 1.0 and kd["supervision"]["method"] == "direct"
+    assert list((out / "pretrain" / "model").glob("fisher-*.safetensors"))  # EWC's anchor
+    for record in records[1:]:
+        assert 0.0 <= record["vqa_val"] <= 1.0 and 0.0 <= record["grounding_best"] <= 1.0
+    table = (out / "results.md").read_text()
+    order = [table.index(f"| {label} |") for label in ("Original", "w/o Attention")]
+    order += [table.index(f"| {label} |") for label in ("Direct + KD", "Direct + EWC")]
+    assert order == sorted(order)
+    assert "| Direct Attention |" not in table

@@ -178,3 +178,23 @@ def test_figure_draws_chance_as_dashed_line():
     assert tuple(chance.get_colors()[0]) == (0.0, 0.0, 0.0, 1.0)
     assert chance.get_linestyle()[0][1] is not None  # dashed, not solid
     assert "chance / prior" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_rows_are_ordered_and_labelled_by_the_caller():
+    records = _records() + _rows("direct-kd", vqa_val=[0.55, 0.45, 0.65])
+    labels = {"direct-kd": "Direct + KD", "none": "w/o Attention", "direct": "Direct Attention"}
+    table = markdown_table(records, labels)
+    rows = [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ")]
+    assert rows[2:] == [
+        "Chance / prior",
+        "Original",
+        "Direct + KD",
+        "w/o Attention",
+        "Direct Attention",
+    ]
+    assert "| Direct + KD |" in differences_table(records, labels)
+    # Without labels: the paper's methods first, then any other row under its own name.
+    default = [line.split(" | ")[0][2:] for line in markdown_table(records).splitlines()]
+    assert default.index("direct-kd") > default.index("Direct Attention")
+    figure = results_figure(records, labels)
+    assert "Direct + KD" in [t.get_text() for t in figure.axes[0].get_legend().get_texts()]

@@ -32,6 +32,7 @@ from groundattn.supervision import (
 )
 from groundattn.tasks.common import global_mean
 from groundattn.tasks.vgp.dataset import VGPBatch
+from groundattn.tasks.vgp.regularizers import Regularizers
 
 METHODS = ("none", "indirect", "direct", "semi-direct")
 NUM_VGP_CLASSES = 5
@@ -55,11 +56,16 @@ class VGPTask(nn.Module):
     """Heads and losses of VGP fine-tuning over a :class:`VLEncoder`.
 
     ``head_mask`` (L, H) bool chooses the supervised (layer, head) pairs; for a
-    head-averaged rollout only its layers count.
+    head-averaged rollout only its layers count. ``regularizers`` (knowledge
+    distillation, EWC) add their terms to the training loss.
     """
 
     def __init__(
-        self, encoder: VLEncoder, supervision: SupervisionSpec, head_mask: Tensor | None = None
+        self,
+        encoder: VLEncoder,
+        supervision: SupervisionSpec,
+        head_mask: Tensor | None = None,
+        regularizers: Regularizers | None = None,
     ):
         super().__init__()
         if supervision.method not in METHODS:
@@ -79,6 +85,8 @@ class VGPTask(nn.Module):
             )
         self.register_buffer("head_mask", mask, persistent=False)
         self.sum_over_processes: Callable[[Tensor], Tensor] | None = None
+        # Against forgetting (KD, EWC); not a sub-module: the teacher is not this model's.
+        self.regularizers = regularizers
 
     def forward(
         self, batch: VGPBatch, *, with_metrics: bool = False
@@ -123,6 +131,12 @@ class VGPTask(nn.Module):
             "loss_att_txt2img": loss_att.txt2img.detach(),
             "loss_att_img2txt": loss_att.img2txt.detach(),
         }
+        if self.regularizers is not None and not with_metrics:  # training only
+            extra, terms = self.regularizers(
+                self.encoder, batch.inputs, out, self.sum_over_processes
+            )
+            total = total + extra
+            parts.update({k: v.detach() for k, v in terms.items()}, loss=total.detach())
         if with_metrics:
             parts.update(self._counts(out, batch, id_logits, vgp_logits, vgp_labels))
         return total, parts
