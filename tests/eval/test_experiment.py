@@ -121,6 +121,11 @@ def test_forgetting_rows_at_tiny_scale(small_scenes, tmp_path):
     ]
     sets += [f"overrides.{task}=[optim.max_steps=2]" for task in ("pretrain", "vqa", "refcoco")]
     sets += ["overrides.vgp=[optim.max_steps=2]"]
+    # Phrase grounding joins as a downstream stage of every model (beyond the paper).
+    sets += [
+        f"phrase_grounding={CONFIGS / 'phrase_grounding' / 'tiny.yaml'}",
+        "overrides.phrase_grounding=[optim.max_steps=2]",
+    ]
     config = load_config(ExperimentConfig, CONFIGS / "experiment" / "forgetting.yaml", sets)
     chosen = {"none", "direct-kd", "direct-ewc"}
     rows = [
@@ -143,7 +148,15 @@ def test_forgetting_rows_at_tiny_scale(small_scenes, tmp_path):
     assert list((out / "pretrain" / "model").glob("fisher-*.safetensors"))  # EWC's anchor
     for record in records[1:]:
         assert 0.0 <= record["vqa_val"] <= 1.0 and 0.0 <= record["grounding_best"] <= 1.0
+    for record in records:  # the chance row holds the uniform pick's Recall@k
+        r1, r5 = record["phrase_grounding_test_r1"], record["phrase_grounding_test_r5"]
+        assert 0.0 <= r1 <= r5 <= 1.0 and 0.0 <= record["phrase_grounding_val_r1"] <= 1.0
+    assert 0.0 < records[0]["phrase_grounding_test_r1"] < records[0]["phrase_grounding_test_r5"]
+    for model in ("original", "none", "direct-kd", "direct-ewc"):
+        summary = out / "phrase-grounding" / model / "seed-0" / "summary.json"
+        assert json.loads(summary.read_text())["steps"] == 2
     table = (out / "results.md").read_text()
+    assert "Phrase grounding" in table and "test R@5" in table
     order = [table.index(f"| {label} |") for label in ("Original", "w/o Attention")]
     order += [table.index(f"| {label} |") for label in ("Direct + KD", "Direct + EWC")]
     assert order == sorted(order)
