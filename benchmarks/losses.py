@@ -89,7 +89,8 @@ def main() -> None:
         ),
         "indirect": (
             backward(
-                lambda: indirect_loss(h, phrase_mask, phrase_regions, candidate, classifier), h
+                lambda: indirect_loss(h, phrase_mask, phrase_regions, candidate, classifier).total,
+                h,
             ),
             backward(
                 lambda: loop_indirect_loss(h, phrase_mask, phrase_regions, candidate, classifier), h

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader
 
 from groundattn.data.store import FeatureStore
 from groundattn.model import from_pretrained, load_tokenizer
-from groundattn.tasks.vgp import SupervisionSpec, VGPDataset, VGPTask, collate_vgp
+from groundattn.tasks.vgp import VGPDataset, VGPTask, collate_vgp
+from groundattn.tasks.vgp.supervision import Direct
 
 
 def rate(iterable, count: int) -> float:
@@ -49,7 +50,7 @@ def main() -> None:
     with FeatureStore(f"{args.data}/features/train.h5") as store:
         feature_dim = store.feature_dim
     encoder, _ = from_pretrained(visual_feature_dim=feature_dim)
-    task = VGPTask(encoder, SupervisionSpec("direct")).to(device).train()
+    task = VGPTask(encoder, Direct()).to(device).train()
     optimizer = torch.optim.AdamW(task.parameters(), lr=1e-5, fused=True)
 
     def loader():

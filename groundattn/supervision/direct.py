@@ -150,4 +150,6 @@ def _cross_entropy(target_score: Tensor, log_norm: Tensor, targets: RowTargets) 
     return SupervisionLoss(
         txt2img=mean_over_rows(nll, targets.is_text_row),
         img2txt=mean_over_rows(nll, targets.is_region_row),
+        txt2img_rows=targets.is_text_row.sum(),
+        img2txt_rows=targets.is_region_row.sum(),
     )

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from groundattn.supervision.rows import compact_positions
+from groundattn.supervision.rows import SupervisionLoss, compact_positions
 from groundattn.supervision.spans import max_pool_spans
 
 
@@ -59,7 +59,7 @@ def indirect_loss(
     phrase_regions: Tensor,
     candidate_mask: Tensor,
     classifier: nn.Module,
-) -> Tensor:
+) -> SupervisionLoss:
     """Eq. 5: binary cross-entropy of every (grounded phrase, candidate region) pair.
 
     Per phrase, the BCE (target 1 for its grounded region(s), 0 for the other
@@ -76,7 +76,9 @@ def indirect_loss(
             and returning (B, P, C) logits, e.g. :class:`IndirectGroundingClassifier`.
 
     Returns:
-        Scalar loss; 0 (attached to the graph, no NaN) when there is no phrase.
+        A :class:`~groundattn.supervision.rows.SupervisionLoss` whose ``txt2img`` is the
+        loss, a mean over the batch's phrases (0, attached to the graph, without a
+        phrase), and whose ``img2txt`` is 0.
     """
     B, N, D = hidden.shape
     phrase_emb = max_pool_spans(hidden, phrase_mask)  # (B, P, D)
@@ -93,5 +95,6 @@ def indirect_loss(
     n_regions = candidate_valid.sum(-1).clamp_min(1)  # (B,)
     per_phrase = bce.sum(-1) / n_regions[:, None]  # (B, P): Eq. 5, 1/n_r Σ_i
     is_phrase = phrase_mask.any(-1)  # (B, P)
-    n_phrases = is_phrase.sum().clamp_min(1)
-    return torch.where(is_phrase, per_phrase, 0.0).sum() / n_phrases
+    n_phrases = is_phrase.sum()
+    loss = torch.where(is_phrase, per_phrase, 0.0).sum() / n_phrases.clamp_min(1)
+    return SupervisionLoss(loss, loss * 0, n_phrases, torch.zeros_like(n_phrases))

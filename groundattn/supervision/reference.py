@@ -88,7 +88,7 @@ def reference_direct_loss(
     bce = (bce * text_mask[:, None, None, None]).sum(-1)  # (B, L, H, Qr): over text columns
     n_text = text_mask.sum(-1).clamp_min(1)  # (B,)
     img2txt = mean_over_rows(bce / n_text[:, None, None, None], region_valid)
-    return SupervisionLoss(txt2img=txt2img, img2txt=img2txt)
+    return SupervisionLoss(txt2img, img2txt, text_valid.sum(), region_valid.sum())
 
 
 def _log_normalised(

@@ -18,10 +18,17 @@ from torch import Tensor
 
 
 class SupervisionLoss(NamedTuple):
-    """The two directions of an attention-supervision loss (Eq. 8 sums them)."""
+    """The two directions of an attention-supervision loss (Eq. 8 sums them).
+
+    Each direction is a mean, and carries what it is a mean over in this batch
+    (grounded text tokens, grounded regions; phrases for the indirect loss), so
+    that data-parallel training can turn it into the global batch's mean.
+    """
 
     txt2img: Tensor  # scalar
     img2txt: Tensor  # scalar
+    txt2img_rows: Tensor  # scalar long: the rows (or phrases) txt2img averages
+    img2txt_rows: Tensor  # scalar long: the rows img2txt averages
 
     @property
     def total(self) -> Tensor:

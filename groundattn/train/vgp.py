@@ -8,9 +8,9 @@ import torch
 
 from groundattn.config import ConfigError, VGPConfig
 from groundattn.tasks.vgp import (
-    SupervisionSpec,
     VGPDataset,
     VGPTask,
+    build_supervision,
     collate_vgp,
     most_grounded_heads,
     summarize,
@@ -73,10 +73,10 @@ class VGPRecipe(Recipe):
         return data.root / "features" / f"{data.train_split}.h5"
 
     def build_task(self, encoder) -> VGPTask:
-        sup = self.config.supervision
-        spec = SupervisionSpec(sup.method, sup.weight, sup.variant, sup.normalization, sup.per_head)
-        L, H = encoder.config.num_hidden_layers, encoder.config.num_attention_heads
-        return VGPTask(encoder, spec, head_mask(self.config, L, H), self.regularizers)
+        config = encoder.config
+        supervision = build_supervision(self.config.supervision, config.hidden_size)
+        L, H = config.num_hidden_layers, config.num_attention_heads
+        return VGPTask(encoder, supervision, head_mask(self.config, L, H), self.regularizers)
 
     def summary_head(self) -> dict:
         return {"method": self.config.supervision.method}

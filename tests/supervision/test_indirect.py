@@ -44,7 +44,9 @@ def test_indirect_loss_by_hand():
     #   BCE = softplus(−1) + softplus(1) = 0.3132617 + 1.3132617; ÷ 2 → 0.8132617
     # mean over the two phrases = 0.5166783 ([CLS], [SEP] and r0 are never read)
     loss = indirect_loss(HIDDEN, PHRASES, PHRASE_REGIONS, CANDIDATES, DotClassifier())
-    assert loss.item() == pytest.approx(0.5166783, abs=1e-6)
+    assert loss.txt2img.item() == pytest.approx(0.5166783, abs=1e-6)
+    assert loss.img2txt.item() == 0.0
+    assert (int(loss.txt2img_rows), int(loss.img2txt_rows)) == (2, 0)  # a mean over 2 phrases
 
 
 def test_only_the_phrase_tokens_are_pooled():
@@ -53,20 +55,20 @@ def test_only_the_phrase_tokens_are_pooled():
     only_a = PHRASES[:, :1]
     classifier = IndirectGroundingClassifier(16)
     args = (only_a, PHRASE_REGIONS[:, :1], CANDIDATES, classifier)
-    before = indirect_loss(hidden, *args)
+    before = indirect_loss(hidden, *args).txt2img
     after_phrase = hidden.clone()
     after_phrase[0, 3] += 10.0  # w3, just after "w1 w2"
-    assert indirect_loss(after_phrase, *args).item() == before.item()
+    assert indirect_loss(after_phrase, *args).txt2img.item() == before.item()
     in_phrase = hidden.clone()
     in_phrase[0, 2] += 10.0  # w2, inside the phrase
-    assert indirect_loss(in_phrase, *args).item() != pytest.approx(before.item())
+    assert indirect_loss(in_phrase, *args).txt2img.item() != pytest.approx(before.item())
 
 
 def test_no_phrase_gives_zero_and_finite_gradients():
     hidden = torch.randn(2, 8, 16, requires_grad=True)
     classifier = IndirectGroundingClassifier(16)
     none = torch.zeros(2, 3, 8, dtype=torch.bool)
-    loss = indirect_loss(hidden, none, none, CANDIDATES.expand(2, 8), classifier)
+    loss = indirect_loss(hidden, none, none, CANDIDATES.expand(2, 8), classifier).total
     assert loss.item() == 0.0
     loss.backward()
     assert torch.isfinite(hidden.grad).all()
@@ -76,7 +78,7 @@ def test_no_phrase_gives_zero_and_finite_gradients():
 def test_gradients_reach_hidden_states_and_classifier():
     hidden = torch.randn(1, 8, 16, requires_grad=True)
     classifier = IndirectGroundingClassifier(16)
-    indirect_loss(hidden, PHRASES, PHRASE_REGIONS, CANDIDATES, classifier).backward()
+    indirect_loss(hidden, PHRASES, PHRASE_REGIONS, CANDIDATES, classifier).total.backward()
     assert hidden.grad[0, [1, 2, 3, 6, 7]].abs().sum(-1).gt(0).all()  # phrase tokens, regions
     assert hidden.grad[0, [0, 4, 5]].abs().sum() == 0  # [CLS], [SEP], r0
     assert all(p.grad.abs().sum() > 0 for p in classifier.parameters())
@@ -102,4 +104,6 @@ def test_vectorised_equals_per_phrase_loop():
     hidden = torch.randn(3, phrase_mask.shape[-1], 16)
     classifier = IndirectGroundingClassifier(16)
     args = (phrase_mask, phrase_regions, candidates, classifier)
-    torch.testing.assert_close(indirect_loss(hidden, *args), loop_indirect_loss(hidden, *args))
+    torch.testing.assert_close(
+        indirect_loss(hidden, *args).txt2img, loop_indirect_loss(hidden, *args)
+    )

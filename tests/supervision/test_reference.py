@@ -87,7 +87,7 @@ def test_vectorised_equals_per_sample_loop(normalization):
     masks = (grounding, layout.text_mask, layout.region_mask)
     ours = _reference(attn, *masks, normalization=normalization)
     loop = loop_reference_direct_loss(attn, *masks, normalization=normalization)
-    torch.testing.assert_close(torch.stack(ours), torch.stack(loop))
+    torch.testing.assert_close(torch.stack(ours[:2]), torch.stack(loop))
 
 
 @pytest.mark.parametrize("normalization", ["linear", "softmax"])

@@ -103,7 +103,7 @@ def test_semi_direct_equals_per_sample_loop(per_head):
     masks = (grounding, layout.text_mask, layout.region_mask, layout.valid_mask)
     ours = semi_direct_loss(attn, *masks, per_head=per_head)
     loop = loop_semi_direct_loss(attn, *masks, per_head=per_head)
-    torch.testing.assert_close(torch.stack(ours), torch.stack(loop))
+    torch.testing.assert_close(torch.stack(ours[:2]), torch.stack(loop))
 
 
 @pytest.mark.parametrize("per_head", [False, True])

@@ -35,13 +35,14 @@ def scenes(small_scenes):
 def model_dirs(tmp_path_factory):
     """Two untrained tiny runs exported as a run's model/ directory (no training)."""
     from groundattn.model import VLEncoder, preset
-    from groundattn.tasks.vgp import SupervisionSpec, VGPTask
+    from groundattn.tasks.vgp import VGPTask
+    from groundattn.tasks.vgp.supervision import Direct
     from groundattn.train.checkpoint import save_model
 
     dirs = {}
     for seed, name in enumerate(("direct", "none")):
         torch.manual_seed(seed)
-        task = VGPTask(VLEncoder(preset("tiny", visual_feature_dim=128)), SupervisionSpec())
+        task = VGPTask(VLEncoder(preset("tiny", visual_feature_dim=128)), Direct())
         dirs[name] = save_model(
             tmp_path_factory.mktemp(name) / "model", task, {"model": {"preset": "tiny"}}
         )

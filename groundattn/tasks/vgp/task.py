@@ -10,73 +10,54 @@ full probabilities, and only then.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from groundattn.model import EncoderOutput, VLEncoder
+from groundattn.model import VLEncoder
 from groundattn.supervision import (
-    IndirectGroundingClassifier,
-    SupervisionLoss,
-    direct_loss,
-    direct_loss_from_logits,
     grounding_chance,
     grounding_hits,
-    indirect_loss,
     max_pool_spans,
     phrase_grounding_hits,
     rollout,
-    supervised_rows,
 )
 from groundattn.tasks.common import global_mean
 from groundattn.tasks.vgp.dataset import VGPBatch
 from groundattn.tasks.vgp.regularizers import Regularizers
+from groundattn.tasks.vgp.supervision import Needs, NoSupervision, Supervision
 
-METHODS = ("none", "indirect", "direct", "semi-direct")
 NUM_VGP_CLASSES = 5
 # A head "grounds" when the arg-max of its attention is the right region for at least
 # this fraction of the grounded tokens (``grounded_heads``).
 GROUNDED_HEAD_ACCURACY = 0.5
 
 
-@dataclass(frozen=True)
-class SupervisionSpec:
-    """What attention supervision a run applies."""
-
-    method: str = "direct"
-    weight: float = 1.0  # λ
-    variant: str = "paper"
-    normalization: str = "linear"
-    per_head: bool = False
-
-
 class VGPTask(nn.Module):
     """Heads and losses of VGP fine-tuning over a :class:`VLEncoder`.
 
-    ``head_mask`` (L, H) bool chooses the supervised (layer, head) pairs; for a
-    head-averaged rollout only its layers count. ``regularizers`` (knowledge
-    distillation, EWC) add their terms to the training loss.
+    ``supervision`` is the attention-supervision method
+    (:mod:`groundattn.tasks.vgp.supervision`); ``head_mask`` (L, H) bool chooses
+    the supervised (layer, head) pairs; for a head-averaged rollout only its
+    layers count. ``regularizers`` (knowledge distillation, EWC) add their terms
+    to the training loss.
     """
 
     def __init__(
         self,
         encoder: VLEncoder,
-        supervision: SupervisionSpec,
+        supervision: Supervision | None = None,
         head_mask: Tensor | None = None,
         regularizers: Regularizers | None = None,
     ):
         super().__init__()
-        if supervision.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {supervision.method!r}")
         config = encoder.config
         D = config.hidden_size
         self.encoder = encoder
-        self.supervision = supervision
+        self.supervision = NoSupervision() if supervision is None else supervision
         self.identification = nn.Linear(D, 3)  # Eq. 1
         self.vgp = nn.Linear(4 * D, NUM_VGP_CLASSES)  # Eq. 4 on [e1, e2, e1*e2, |e1-e2|]
-        self.indirect = IndirectGroundingClassifier(D) if supervision.method == "indirect" else None
         L, H = config.num_hidden_layers, config.num_attention_heads
         mask = torch.ones(L, H, dtype=torch.bool) if head_mask is None else head_mask.bool()
         if mask.shape != (L, H) or not mask.any():
@@ -92,44 +73,37 @@ class VGPTask(nn.Module):
         self, batch: VGPBatch, *, with_metrics: bool = False
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Returns the total loss and, detached, each part (and validation counts on request)."""
-        method = self.supervision.method
-        # The cheap path serves the paper's direct loss; the reference formulas and the
-        # rollout need probabilities, and so do the validation counts.
-        cheap = method == "direct" and self.supervision.variant == "paper" and not with_metrics
-        rows, row_mask = supervised_rows(batch.grounding) if cheap else (None, None)
-        needs_probs = with_metrics or method == "semi-direct" or (method == "direct" and not cheap)
-        out = self.encoder(batch.inputs, attention_rows=rows, output_attentions=needs_probs)
+        # Validation counts need the probabilities, so validation takes the full path.
+        rows = None if with_metrics else self.supervision.rows(batch)
+        needs_probs = with_metrics or self.supervision.needs is Needs.PROBABILITIES
+        out = self.encoder(
+            batch.inputs,
+            attention_rows=None if rows is None else rows[0],
+            output_attentions=needs_probs,
+        )
         hidden = out.last_hidden_state  # (B, N, D)
         id_logits = self.identification(hidden[:, 0])  # (B, 3)
         loss_id = F.cross_entropy(id_logits, batch.id_labels)
         phrases = max_pool_spans(hidden, batch.phrase_mask)  # (B, P, D)
         vgp_logits, vgp_labels = self._pair_logits(phrases, batch.pairs)  # (M, 5), (M,)
         loss_vgp = F.cross_entropy(vgp_logits, vgp_labels) if len(vgp_labels) else hidden.sum() * 0
-        loss_att = self._attention_loss(out, batch, rows, row_mask)
+        att = self.supervision(out, batch, self.head_mask, rows)
+        loss_txt2img, loss_img2txt = att.txt2img, att.img2txt
         if not with_metrics:  # validation sums over samples itself
-            g, sum_ = batch.grounding, self.sum_over_processes
-            loss_id = global_mean(loss_id, torch.tensor(len(batch), device=hidden.device), sum_)
-            loss_vgp = global_mean(
-                loss_vgp, torch.tensor(len(vgp_labels), device=hidden.device), sum_
-            )
-            if self.supervision.method == "indirect":
-                counted = (batch.phrase_mask.any(-1) & batch.phrase_regions.any(-1)).sum()
-                loss_att = SupervisionLoss(
-                    global_mean(loss_att.txt2img, counted, sum_), loss_att.img2txt
-                )
-            else:
-                loss_att = SupervisionLoss(
-                    global_mean(loss_att.txt2img, g.any(-1).sum(), sum_),
-                    global_mean(loss_att.img2txt, g.any(-2).sum(), sum_),
-                )
-        total = loss_id + loss_vgp + self.supervision.weight * loss_att.total
+            sum_, device = self.sum_over_processes, hidden.device
+            loss_id = global_mean(loss_id, torch.tensor(len(batch), device=device), sum_)
+            loss_vgp = global_mean(loss_vgp, torch.tensor(len(vgp_labels), device=device), sum_)
+            loss_txt2img = global_mean(loss_txt2img, att.txt2img_rows, sum_)
+            loss_img2txt = global_mean(loss_img2txt, att.img2txt_rows, sum_)
+        loss_att = loss_txt2img + loss_img2txt
+        total = loss_id + loss_vgp + self.supervision.weight * loss_att
         parts = {
             "loss": total.detach(),
             "loss_id": loss_id.detach(),
             "loss_vgp": loss_vgp.detach(),
-            "loss_att": loss_att.total.detach(),
-            "loss_att_txt2img": loss_att.txt2img.detach(),
-            "loss_att_img2txt": loss_att.img2txt.detach(),
+            "loss_att": loss_att.detach(),
+            "loss_att_txt2img": loss_txt2img.detach(),
+            "loss_att_img2txt": loss_img2txt.detach(),
         }
         if self.regularizers is not None and not with_metrics:  # training only
             extra, terms = self.regularizers(
@@ -150,48 +124,6 @@ class VGPTask(nn.Module):
         e2 = phrases[b, pairs[..., 1][valid]]  # (M, D)
         ec = torch.cat([e1, e2, e1 * e2, (e1 - e2).abs()], -1)  # (M, 4D), Eq. 3
         return self.vgp(ec), pairs[..., 2][valid]
-
-    def _select(self, attn: Tensor) -> Tensor:
-        """(B, L, H, …) → (B, 1, K, …): the supervised heads (all of them by default)."""
-        if bool(self.head_mask.all()):
-            return attn
-        return attn[:, self.head_mask][:, None]
-
-    def _attention_loss(
-        self, out: EncoderOutput, batch: VGPBatch, rows, row_mask
-    ) -> SupervisionLoss:
-        spec, g = self.supervision, batch.grounding
-        text, regions = out.text_mask, out.region_mask
-        zero = out.last_hidden_state.sum() * 0
-        if spec.method == "none":
-            return SupervisionLoss(zero, zero)
-        if spec.method == "indirect":
-            grounded = batch.phrase_regions.any(-1, keepdim=True)  # (B, P, 1)
-            candidates = regions & (regions.cumsum(-1) > 1)  # every region but r0
-            loss = indirect_loss(
-                out.last_hidden_state,
-                batch.phrase_mask & grounded,
-                batch.phrase_regions,
-                candidates,
-                self.indirect,
-            )
-            return SupervisionLoss(loss, zero)
-        if spec.method == "direct":
-            if rows is not None:
-                logits = self._select(out.attention.row_logits.float())
-                return direct_loss_from_logits(logits, rows, row_mask, g, text, regions)
-            probs = self._select(out.attention.probs.float())
-            return direct_loss(
-                probs, g, text, regions, variant=spec.variant, normalization=spec.normalization
-            )
-        rolled = rollout(out.attention.probs.float(), out.valid_mask, per_head=spec.per_head)
-        if spec.per_head:
-            rolled = self._select(rolled)
-        else:
-            rolled = rolled[:, self.head_mask.any(1)][:, :, None]  # (B, L', 1, N, N)
-        return direct_loss(
-            rolled, g, text, regions, variant=spec.variant, normalization=spec.normalization
-        )
 
     def _counts(self, out, batch, id_logits, vgp_logits, vgp_labels) -> dict[str, Tensor]:
         probs = out.attention.probs.float()  # (B, L, H, N, N)

@@ -4,9 +4,10 @@ import math
 import pytest
 import torch
 
+from groundattn.config import SupervisionSection
 from groundattn.model import VLEncoder, preset
 from groundattn.tasks.pretrain import PretrainTask
-from groundattn.tasks.vgp import SupervisionSpec, VGPTask
+from groundattn.tasks.vgp import VGPTask, build_supervision
 from groundattn.tasks.vgp.regularizers import (
     DistillSpec,
     EWCAnchor,
@@ -172,8 +173,11 @@ def test_composes_with_every_supervision_method(method):
     teacher = _teacher(config)
     encoder = _perturbed(teacher.encoder)
     regularizers = Regularizers(teacher, ALL_TERMS, _ewc(teacher.encoder, weight=2.0))
-    task = VGPTask(encoder, SupervisionSpec(method), regularizers=regularizers)
-    plain = VGPTask(encoder, SupervisionSpec(method))
+    section = SupervisionSection(method=method)
+    task = VGPTask(
+        encoder, build_supervision(section, config.hidden_size), regularizers=regularizers
+    )
+    plain = VGPTask(encoder, build_supervision(section, config.hidden_size))
     plain.load_state_dict(task.state_dict())  # the regularisers add no weights
     batch = _batch(config)
     loss, parts = task(batch)

@@ -1,10 +1,18 @@
 import pytest
 import torch
 
+from groundattn.config import SupervisionSection
 from groundattn.model import VLEncoder, preset
 from groundattn.model.inputs import pack
 from groundattn.supervision import direct_loss, supervised_rows
-from groundattn.tasks.vgp import SupervisionSpec, VGPBatch, VGPTask, most_grounded_heads, summarize
+from groundattn.tasks.vgp import (
+    VGPBatch,
+    VGPTask,
+    build_supervision,
+    most_grounded_heads,
+    summarize,
+)
+from groundattn.tasks.vgp.supervision import Direct
 
 
 def _batch(config) -> VGPBatch:
@@ -37,7 +45,8 @@ def _batch(config) -> VGPBatch:
 @pytest.mark.parametrize("method", ["none", "indirect", "direct", "semi-direct"])
 def test_every_loss_part_is_reported_and_trains(method):
     config = preset("tiny")
-    task = VGPTask(VLEncoder(config), SupervisionSpec(method))
+    supervision = build_supervision(SupervisionSection(method=method), config.hidden_size)
+    task = VGPTask(VLEncoder(config), supervision)
     loss, parts = task(_batch(config))
     loss.backward()
     assert {"loss_id", "loss_vgp", "loss_att_txt2img", "loss_att_img2txt"} <= set(parts)
@@ -50,7 +59,7 @@ def test_head_selection_supervises_only_those_heads():
     encoder = VLEncoder(config).eval()
     mask = torch.zeros(2, 4, dtype=torch.bool)
     mask[1, 2] = mask[0, 0] = True
-    task = VGPTask(encoder, SupervisionSpec("direct"), head_mask=mask).eval()
+    task = VGPTask(encoder, Direct(), head_mask=mask).eval()
     batch = _batch(config)
     _, parts = task(batch)
     probs = encoder(batch.inputs, output_attentions=True).attention.probs  # (B, L, H, N, N)
