@@ -35,8 +35,11 @@ class VisualEmbedding(nn.Module):
     A layer-normed vector has unit scale per dimension while a pretrained BERT's
     word embeddings have about 0.04: added as it is, the whole-image embedding
     would drown every word. As in VL-BERT, two learned scalars scale it, one
-    where it joins the text and one for region tokens; they start at the scale
-    of the word embeddings (:func:`~groundattn.model.from_pretrained` sets them).
+    where it joins the text and one for region tokens; for a pretrained BERT
+    (:func:`~groundattn.model.from_pretrained` sets them) the region scale starts
+    at the scale of the word embeddings and the text scale at a tenth of it
+    (``TEXT_IMAGE_SHARE``: at the words' own scale the image would move every
+    word as far as another word is).
     They are learned as logarithms: Adam moves a parameter by about its learning
     rate per step whatever its size, so a plain scalar of 0.02 reaches 0 in a
     few dozen steps of 1e-3 while the regions are still noise to the model, and
