@@ -389,10 +389,16 @@ def _start_worker(run_dir: Path):
     return process, receiver
 
 
+def _receive(receiver, timeout: float = 120.0):
+    """The worker's next message; fails instead of hanging when the worker sends none."""
+    assert receiver.poll(timeout), f"the training worker sent nothing for {timeout} s"
+    return receiver.recv()
+
+
 def _run_to_end(run_dir: Path) -> list[int]:
     process, receiver = _start_worker(run_dir)
     steps = []
-    while (message := receiver.recv()) is not None:
+    while (message := _receive(receiver)) is not None:
         steps.append(message)
     process.join(timeout=30)
     assert process.exitcode == 0
@@ -412,9 +418,9 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_pat
         resumed_from = 0 if latest is None else verify_checkpoint(latest)["step"]
         process, receiver = _start_worker(run_dir)
         target = resumed_from + chooser.randint(2, 6)
-        first = receiver.recv()
+        first = _receive(receiver)
         assert first == resumed_from + 1  # it resumed instead of starting over
-        while receiver.recv() < target:
+        while _receive(receiver) < target:
             pass
         time.sleep(chooser.uniform(0.0, 0.01))  # the kill lands anywhere in a step or a save
         process.kill()
