@@ -90,9 +90,10 @@ def test_text_alone_equals_hf_bert_minilm():
     torch.testing.assert_close(seg[2], seg[0])
     # Regions join at the words' scale, not at a LayerNorm's unit scale; the image added to
     # every word at a tenth of it (TEXT_IMAGE_SHARE).
+    visual = model.embeddings.visual
     word_std = float(model.embeddings.word_embeddings.weight.detach().std())
-    assert float(model.embeddings.visual.text_scale) == pytest.approx(0.1 * word_std)
-    assert float(model.embeddings.visual.region_scale) == pytest.approx(word_std)
+    assert float(visual.text_scale.detach()) == pytest.approx(0.1 * word_std)
+    assert float(visual.region_scale.detach()) == pytest.approx(word_std)
     _assert_parity(model, bert, (11, 6, 20))
 
 
@@ -109,14 +110,14 @@ def test_image_leaves_the_pretrained_words_recognisable():
     tokens = [[101, 1037, 2417, 4418, 102], [101, 2048, 2630, 102]]  # mixed lengths
     segments = [[0] * len(t) for t in tokens]
     features = [torch.randn(3, 8, generator=g), torch.randn(2, 8, generator=g)]
-    boxes = [torch.tensor([[0, 0, 1, 1], [0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.8]])] + [
-        torch.tensor([[0, 0, 1, 1], [0.2, 0.3, 0.6, 0.7]])
+    boxes = [
+        torch.tensor([[0, 0, 1, 1], [0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.8]]),
+        torch.tensor([[0, 0, 1, 1], [0.2, 0.3, 0.6, 0.7]]),
     ]
     with_image = pack(tokens, segments, features, boxes)
     without = pack(tokens, segments, [f[:0] for f in features], [b[:0] for b in boxes])
-    text = with_image.text_mask
     with torch.no_grad():
-        a = model.embeddings(with_image)[text]  # (ΣT, D)
+        a = model.embeddings(with_image)[with_image.text_mask]  # (ΣT, D)
         b = model.embeddings(without)[without.text_mask]  # (ΣT, D)
     cosine = torch.nn.functional.cosine_similarity(a, b, dim=-1)
     assert cosine.min() > 0.97, cosine
