@@ -48,6 +48,12 @@ def xyxy_to_xywh(boxes: Boxes) -> Boxes:
     return out
 
 
+def normalize_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """``(..., 4)`` pixel boxes divided by the image's width and height, clipped to [0, 1]."""
+    scale = np.array([width, height, width, height], np.float32)
+    return np.clip(boxes / scale, 0.0, 1.0)
+
+
 def _area(boxes: torch.Tensor) -> torch.Tensor:
     wh = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0)  # (..., 2)
     return wh[..., 0] * wh[..., 1]

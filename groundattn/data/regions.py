@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from groundattn.data.boxes import box_iou
+from groundattn.data.boxes import box_iou, normalize_boxes
 from groundattn.data.store import Provenance, RegionFeatures
 
 RegionSource = Literal["ground_truth", "detected", "all"]
@@ -56,11 +56,10 @@ def select_regions(
     if max_regions is not None:
         rows = rows[:max_regions]
     boxes = regions.boxes[rows]
-    scale = np.array([regions.width, regions.height, regions.width, regions.height], np.float32)
     return ImageRegions(
         features=regions.features[rows],
         boxes=boxes,
-        normalized_boxes=np.clip(boxes / scale, 0.0, 1.0),
+        normalized_boxes=normalize_boxes(boxes, regions.width, regions.height),
         store_rows=rows,
     )
 

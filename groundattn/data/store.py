@@ -27,6 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from groundattn.data.boxes import normalize_boxes
 from groundattn.data.errors import FormatError
 from groundattn.errors import ExistingFileError, MissingFileError, NonFiniteError
 
@@ -308,21 +309,23 @@ class FeatureStore:
         out[order] = to_float32(self._group(image_id)["features"][rows[order]])
         return _check_finite(out, self.path, image_id, "features", rows)
 
-    def statistics(self, max_images: int = 4000) -> tuple[np.ndarray, np.ndarray]:
-        """Per-dimension mean and standard deviation (F,) of the region features.
-
-        Computed over every region of at most ``max_images`` images, taken evenly
-        through the store (all of them when it holds fewer), in float64.
-        """
+    def sample(self, max_images: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+        """Features (N, F) float64 and normalised boxes (N, 4) of every region of at most
+        ``max_images`` images, taken evenly through the store (all of them when it holds
+        fewer): what the encoder's standardising statistics are computed from."""
         ids = self.image_ids()
         if not ids:
             raise ValueError(f"{self.path}: the feature store holds no image")
         chosen = ids[:: max(1, -(-len(ids) // max_images))]
         images = self._handle()["images"]
-        features = np.concatenate(
-            [_check_finite(images[i]["features"][()], self.path, i, "features") for i in chosen]
-        ).astype(np.float64)
-        return features.mean(0), features.std(0)
+        features, boxes = [], []
+        for i in chosen:
+            group = images[i]
+            features.append(_check_finite(group["features"][()], self.path, i, "features"))
+            size = (int(group.attrs["width"]), int(group.attrs["height"]))
+            pixels = _check_finite(group["boxes"][()], self.path, i, "boxes")
+            boxes.append(normalize_boxes(pixels, *size))
+        return np.concatenate(features).astype(np.float64), np.concatenate(boxes).astype(np.float64)
 
     def layout(self, image_id: str | int) -> RegionFeatures:
         """Boxes, provenance and size of one image, with an empty (K, 0) feature array."""

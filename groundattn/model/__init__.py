@@ -2,6 +2,7 @@
 
 from groundattn.model.capture import AttentionCapture, AttentionNotCaptured, EncoderOutput
 from groundattn.model.config import PRESETS, EncoderConfig, preset
+from groundattn.model.embeddings import box_geometry
 from groundattn.model.encoder import VLEncoder
 from groundattn.model.inputs import VLBatch, pack
 from groundattn.model.loading import (
@@ -22,6 +23,7 @@ __all__ = [
     "LoadReport",
     "VLBatch",
     "VLEncoder",
+    "box_geometry",
     "default_bert_path",
     "from_pretrained",
     "load_tokenizer",

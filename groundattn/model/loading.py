@@ -101,8 +101,9 @@ _HF_PREFIX = re.compile(r"^bert\.")
 _HF_UNUSED = re.compile(r"^(pooler\.|cls\.|embeddings\.position_ids$)")
 # Parts of the encoder that a text BERT cannot provide.
 _VISUAL_PARTS = re.compile(r"^embeddings\.(visual\.|image_token_embedding$|end_token_embedding$)")
-# Feature statistics: a VL-BERT checkpoint has none (its features enter unstandardised).
-_FEATURE_STATISTICS = re.compile(r"^embeddings\.visual\.feature_(mean|std)$")
+# Standardising statistics: a VL-BERT checkpoint has none (its features enter unstandardised,
+# and it has no geometry projection: the run sets that one's statistics from its data).
+_STATISTICS = re.compile(r"^embeddings\.visual\.(feature|geometry)_(mean|std)$")
 
 
 # The whole-image embedding r0 is added to every word piece (METHOD §2). A layer-normed
@@ -224,9 +225,10 @@ def load_vlbert_checkpoint(
     state, unmapped = map_vlbert_keys(_read_state_dict(path))
     report = _assign(model, state, str(path))
     report.unexpected += unmapped
-    # Its projection was trained on unstandardised features: the statistics stay the identity.
-    report.initialized += [k for k in report.missing if _FEATURE_STATISTICS.match(k)]
-    report.missing = [k for k in report.missing if not _FEATURE_STATISTICS.match(k)]
+    # Its feature projection was trained on unstandardised features: those statistics stay the
+    # identity. It has no geometry projection: a run sets that one's statistics from its data.
+    report.initialized += [k for k in report.missing if _STATISTICS.match(k)]
+    report.missing = [k for k in report.missing if not _STATISTICS.match(k)]
     report.log()
     if strict and (report.missing or report.unexpected or report.mismatched):
         raise ValueError(

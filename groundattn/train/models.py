@@ -17,6 +17,7 @@ ENCODER_PREFIX = "encoder."
 
 
 FEATURE_PROJECTION = "embeddings.visual.feature_projection.weight"  # (hidden, feature width)
+GEOMETRY_PROJECTION = "embeddings.visual.geometry_projection.weight"  # (hidden, 6)
 
 
 def build_encoder(model: ModelSection, feature_dim: int) -> tuple[VLEncoder, set[str]]:

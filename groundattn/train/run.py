@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from groundattn.config import ConfigError, load_config
 from groundattn.data.store import FeatureStore
 from groundattn.errors import ExistingFileError, MissingFileError
-from groundattn.model import VLEncoder, load_tokenizer
+from groundattn.model import VLEncoder, box_geometry, load_tokenizer
 from groundattn.tasks.common import TaskDataset
 from groundattn.train.checkpoint import (
     CONFIG_FILE,
@@ -45,7 +45,7 @@ from groundattn.train.checkpoint import (
     verify_saved,
 )
 from groundattn.train.checkpoint_io import read_json
-from groundattn.train.models import FEATURE_PROJECTION, build_encoder
+from groundattn.train.models import FEATURE_PROJECTION, GEOMETRY_PROJECTION, build_encoder
 from groundattn.train.trainer import TrainData, Trainer, make_accelerator
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,28 @@ def check_resume(saved: dict, requested: dict, checkpoint: Path) -> dict[str, li
     return {k: changed[k] for k in changed}
 
 
+def _standardise_new_projections(encoder: VLEncoder, fresh: set[str], store: FeatureStore) -> None:
+    """Sets the statistics of the visual projections that start from scratch from ``store``.
+
+    A text BERT's visual embedding is new; a VL-BERT checkpoint brings its feature
+    projection (trained on unstandardised features) but no geometry projection.
+    """
+    new = {FEATURE_PROJECTION, GEOMETRY_PROJECTION} & fresh
+    if not new:
+        return
+    features, boxes = (torch.from_numpy(a) for a in store.sample())  # float64
+    visual = encoder.embeddings.visual
+    if FEATURE_PROJECTION in new:
+        visual.set_feature_statistics(*_moments(features))
+    if GEOMETRY_PROJECTION in new:
+        visual.set_geometry_statistics(*_moments(box_geometry(boxes)))
+
+
+def _moments(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, D) → the float32 (D,) mean and (population) standard deviation."""
+    return rows.mean(0).float(), rows.std(0, correction=0).float()
+
+
 def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
     """Trains and evaluates; writes checkpoints, logs, ``summary.json`` and ``model/``."""
     config, out_dir = recipe.config, Path(out_dir)
@@ -290,11 +312,7 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
     with FeatureStore(recipe.train_store()) as store:
         torch.manual_seed(config.run.seed)
         encoder, fresh = build_encoder(config.model, store.feature_dim)
-        if FEATURE_PROJECTION in fresh:  # a new visual embedding: standardise for this data
-            mean, std = store.statistics()
-            encoder.embeddings.visual.set_feature_statistics(
-                torch.from_numpy(mean).float(), torch.from_numpy(std).float()
-            )
+        _standardise_new_projections(encoder, fresh, store)
     task = recipe.build_task(encoder)
     # The task's heads are new in every run; the encoder's new parts are what no weights gave.
     new_parameters = {f"encoder.{name}" for name in fresh} | {

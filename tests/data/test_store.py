@@ -92,21 +92,21 @@ def test_non_finite_values_are_refused_when_written_and_when_read(tmp_path):
     with pytest.raises(NonFiniteError, match="image 1: boxes row 1"):
         store.layout("1")
     with pytest.raises(NonFiniteError, match="features row 0"):
-        store.statistics()
+        store.sample()
 
 
-def test_statistics_by_hand(tmp_path):
-    # Image a: 2 regions of value 1; image b: 3 regions of value 4 → mean 2.8 over 5 regions,
-    # variance (2·1.8² + 3·1.2²) / 5 = 2.16.
+def test_sample_holds_every_region_of_evenly_chosen_images(tmp_path):
     with FeatureStoreWriter(tmp_path / "s.h5", 3) as writer:
         writer.add("a", _regions(2, value=1.0))
         writer.add("b", _regions(3, value=4.0))
-    mean, std = FeatureStore(tmp_path / "s.h5").statistics()
-    np.testing.assert_allclose(mean, [2.8] * 3)
-    np.testing.assert_allclose(std, [np.sqrt(2.16)] * 3)
+    features, boxes = FeatureStore(tmp_path / "s.h5").sample()
+    assert features.dtype == boxes.dtype == np.float64
+    np.testing.assert_array_equal(features, [[1.0] * 3] * 2 + [[4.0] * 3] * 3)
+    np.testing.assert_array_equal(boxes, [[0, 0, 1, 1]] * 5)  # normalised by the image's size
     # At most one image in two: every other image, from the first.
-    mean, _ = FeatureStore(tmp_path / "s.h5").statistics(max_images=1)
-    np.testing.assert_allclose(mean, [1.0] * 3)
+    features, boxes = FeatureStore(tmp_path / "s.h5").sample(max_images=1)
+    np.testing.assert_array_equal(features, [[1.0] * 3] * 2)
+    assert boxes.shape == (2, 4)
 
 
 def test_float16_conversions_are_numpys_bit_for_bit():

@@ -6,6 +6,7 @@ from transformers import BertConfig, BertModel
 from groundattn.model import (
     AttentionNotCaptured,
     VLEncoder,
+    box_geometry,
     default_bert_path,
     from_pretrained,
     pack,
@@ -220,6 +221,26 @@ def test_region_features_are_standardised_with_the_set_statistics():
         visual.set_feature_statistics(mean[:2], std[:2])
     with pytest.raises(ValueError, match="finite"):
         visual.set_feature_statistics(mean * float("nan"), std)
+
+
+def test_box_geometry_is_standardised_with_the_set_statistics():
+    visual = VLEncoder(preset("tiny")).eval().embeddings.visual
+    features, boxes = torch.randn(2, 3, visual.feature_mean.shape[0]), torch.rand(2, 3, 4)
+    # x1 y1 x2 y2 w h of the first box, by hand.
+    x1, y1, x2, y2 = boxes[0, 0].tolist()
+    torch.testing.assert_close(box_geometry(boxes)[0, 0], torch.tensor([x1, y1, x2, y2, x2 - x1, y2 - y1]))
+    mean, std = torch.full((6,), 0.4), torch.tensor([0.25, 0.25, 0.25, 0.25, 0.1, 0.0])
+    expected_std = torch.tensor([0.25, 0.25, 0.25, 0.25, 0.1, 1.0])  # a constant one only centred
+    projection = visual.geometry_projection
+    reference = visual.LayerNorm(
+        visual.feature_projection(features)
+        + projection((box_geometry(boxes) - mean) / expected_std)
+    )
+    visual.set_geometry_statistics(mean, std)
+    torch.testing.assert_close(visual(features, boxes), reference)
+    torch.testing.assert_close(visual.state_dict()["geometry_std"], expected_std)
+    with pytest.raises(ValueError, match="geometry statistics of shape"):
+        visual.set_geometry_statistics(mean[:4], std[:4])
 
 
 def test_visual_scales_stay_positive_under_any_update():

@@ -1,10 +1,15 @@
-"""Tests of groundattn/train/trainer.py: AdamW groups of pretrained, new and frozen parameters."""
+"""AdamW groups of pretrained, new and frozen parameters (groundattn/train/trainer.py); what
+a run's new encoder parts start from (groundattn/train/models.py and run.py)."""
 
+import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from groundattn.config import ConfigError, ModelSection, OptimSection
-from groundattn.train.models import build_encoder
+from groundattn.data.store import FeatureStore, FeatureStoreWriter, Provenance, RegionFeatures
+from groundattn.train.models import GEOMETRY_PROJECTION, build_encoder
+from groundattn.train.run import _standardise_new_projections
 from groundattn.train.trainer import _param_groups
 
 
@@ -54,3 +59,34 @@ def test_build_encoder_reports_what_no_weights_gave(tmp_path):
     assert not any(name.startswith("encoder.layer.") for name in fresh)
     tiny, fresh = build_encoder(ModelSection(preset="tiny"), feature_dim=16)
     assert fresh == set(tiny.state_dict())
+
+
+def test_new_visual_projections_are_standardised_for_the_store(tmp_path):
+    # Two images of 64 × 32 pixels; regions: r0 and one box each, features 1 and 3 (image a), 5 and 7.
+    boxes = np.array([[0, 0, 64, 32], [16, 8, 48, 24]], np.float32)
+    with FeatureStoreWriter(tmp_path / "s.h5", 2) as writer:
+        for image, first in (("a", 1.0), ("b", 5.0)):
+            features = np.array([[first, 0.0], [first + 2, 0.0]], np.float32)
+            provenance = np.array([Provenance.WHOLE_IMAGE, Provenance.GROUND_TRUTH], np.uint8)
+            writer.add(image, RegionFeatures(boxes, features, provenance, width=64, height=32))
+    # The geometries: r0 (0, 0, 1, 1, 1, 1) and (0.25, 0.25, 0.75, 0.75, 0.5, 0.5), twice each.
+    geometry_mean = torch.tensor([0.125, 0.125, 0.875, 0.875, 0.75, 0.75])
+    geometry_std = torch.tensor([0.125, 0.125, 0.125, 0.125, 0.25, 0.25])
+    feature_mean, feature_std = torch.tensor([4.0, 0.0]), torch.tensor([5**0.5, 1.0])
+    with FeatureStore(tmp_path / "s.h5") as store:
+        encoder, fresh = build_encoder(ModelSection(preset="tiny"), feature_dim=2)
+        _standardise_new_projections(encoder, fresh, store)
+        visual = encoder.embeddings.visual
+        torch.testing.assert_close(visual.feature_mean, feature_mean)
+        torch.testing.assert_close(visual.feature_std, feature_std)  # the constant one: 1
+        torch.testing.assert_close(visual.geometry_mean, geometry_mean)
+        torch.testing.assert_close(visual.geometry_std, geometry_std)
+        # A VL-BERT checkpoint brings a feature projection but no geometry projection.
+        encoder, _ = build_encoder(ModelSection(preset="tiny"), feature_dim=2)
+        _standardise_new_projections(encoder, {GEOMETRY_PROJECTION}, store)
+        visual = encoder.embeddings.visual
+        assert bool((visual.feature_mean == 0).all() and (visual.feature_std == 1).all())
+        torch.testing.assert_close(visual.geometry_std, geometry_std)
+        # After model.init nothing is new, nothing changes.
+        _standardise_new_projections(encoder, set(), store)
+        torch.testing.assert_close(visual.geometry_mean, geometry_mean)

@@ -116,14 +116,26 @@ def write_vqa_world(
     return root
 
 
+CELL_WORDS = ("top left", "top right", "bottom left", "bottom right")  # of CELLS
+
+
 def write_refer_world(
-    root: Path, splits: dict[str, int], *, shapes: int = 4, colours: int = 6, seed: int = 0
+    root: Path,
+    splits: dict[str, int],
+    *,
+    shapes: int = 4,
+    colours: int = 6,
+    by_place: bool = False,
+    seed: int = 0,
 ) -> Path:
     """refer files and ground-truth regions: "the red shape" names the one red shape.
 
     Each image holds ``shapes`` shapes of distinct colours (of ``colours``), one
     per cell; every shape of a train image is a referent, one shape of each other
-    image. Writes ``refcoco+/`` and ``features/<split>.h5``; returns ``root``.
+    image. With ``by_place`` the expression names the shape's cell instead
+    ("the shape at the top left"): the referent is a linear function of its box,
+    and the features do not tell it. Writes ``refcoco+/`` and
+    ``features/<split>.h5``; returns ``root``.
     """
     rng = np.random.default_rng(seed)
     refs, images, annotations = [], [], []
@@ -145,7 +157,11 @@ def write_refer_world(
                     )
                 referents = range(shapes) if split == "train" else [int(rng.integers(shapes))]
                 for k in referents:
-                    sent = f"the {COLOURS[chosen[k]]} shape"
+                    sent = (
+                        f"the shape at the {CELL_WORDS[int(cells[k])]}"
+                        if by_place
+                        else f"the {COLOURS[chosen[k]]} shape"
+                    )
                     ref_id, sent_id = len(refs), len(refs)
                     refs.append(
                         {
