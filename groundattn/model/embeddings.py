@@ -14,7 +14,6 @@ from torch import Tensor, nn
 from groundattn.model.config import EncoderConfig
 from groundattn.model.inputs import VLBatch
 
-
 GEOMETRY_DIM = 6
 
 
@@ -116,7 +115,9 @@ class VisualEmbedding(nn.Module):
         # (B, R, F), (B, R, 4) -> (B, R, D), before the scales
         features = (features - self.feature_mean) / self.feature_std  # (B, R, F)
         geometry = (box_geometry(boxes) - self.geometry_mean) / self.geometry_std  # (B, R, 6)
-        return self.LayerNorm(self.feature_projection(features) + self.geometry_projection(geometry))
+        return self.LayerNorm(
+            self.feature_projection(features) + self.geometry_projection(geometry)
+        )
 
 
 class VLEmbeddings(nn.Module):

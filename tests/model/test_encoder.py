@@ -228,7 +228,9 @@ def test_box_geometry_is_standardised_with_the_set_statistics():
     features, boxes = torch.randn(2, 3, visual.feature_mean.shape[0]), torch.rand(2, 3, 4)
     # x1 y1 x2 y2 w h of the first box, by hand.
     x1, y1, x2, y2 = boxes[0, 0].tolist()
-    torch.testing.assert_close(box_geometry(boxes)[0, 0], torch.tensor([x1, y1, x2, y2, x2 - x1, y2 - y1]))
+    torch.testing.assert_close(
+        box_geometry(boxes)[0, 0], torch.tensor([x1, y1, x2, y2, x2 - x1, y2 - y1])
+    )
     mean, std = torch.full((6,), 0.4), torch.tensor([0.25, 0.25, 0.25, 0.25, 0.1, 0.0])
     expected_std = torch.tensor([0.25, 0.25, 0.25, 0.25, 0.1, 1.0])  # a constant one only centred
     projection = visual.geometry_projection
