@@ -26,6 +26,7 @@ labels the rows as the config does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+import groundattn
 from groundattn.config import (
     ConfigError,
     ExperimentConfig,
@@ -78,6 +80,21 @@ def data_fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 over the relative path and bytes of every file of the groundattn package that runs.
+
+    A stage made by other code is another stage: reusing it after a fix would
+    report the old code's numbers under the new code's name.
+    """
+    package = Path(groundattn.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.is_file() and p.suffix != ".pyc"):
+        digest.update(f"{path.relative_to(package)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def model_fingerprint(model_dir: Path) -> str:
     """sha256 of a finished stage's export manifest (which holds the sha256 of its weights)."""
     return hashlib.sha256((model_dir / MANIFEST_FILE).read_bytes()).hexdigest()
@@ -88,11 +105,12 @@ def _stage_identity(config, data: str, parent: Path | None) -> dict:
         "config": config.model_dump(mode="json"),
         "data": data,
         "parent": None if parent is None else model_fingerprint(parent),
+        "code": code_fingerprint(),
     }
 
 
 def _check_identity(out: Path, identity: dict) -> None:
-    """Refuses a stage directory made with another configuration, data or parent model."""
+    """Refuses a stage directory made with another configuration, data, parent model or code."""
     file = out / STAGE_FILE
     if not file.is_file():
         if (out / "summary.json").is_file():
@@ -105,7 +123,7 @@ def _check_identity(out: Path, identity: dict) -> None:
     changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
     if changed:
         raise ConfigError(
-            f"{out} was run with another configuration, data or parent model "
+            f"{out} was run with another configuration, data, parent model or groundattn code "
             f"(differs in: {', '.join(changed)}); choose another --out, or restore what it was run with"
         )
 
@@ -347,7 +365,8 @@ def write_report(
         "## What was run",
         "",
         f"Data root `{config.data_root}`, fingerprint `{data[:16]}` (sha256 over its files' paths, sizes",
-        f"and times); every stage's resolved configuration is its `{STAGE_FILE}`. The experiment configuration:",
+        f"and times); groundattn code `{code_fingerprint()[:16]}` (sha256 over the package's files); every",
+        f"stage's resolved configuration is its `{STAGE_FILE}`. The experiment configuration:",
         "",
         "```yaml",
         yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).rstrip(),

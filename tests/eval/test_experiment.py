@@ -5,12 +5,13 @@ from pathlib import Path
 import pytest
 
 from groundattn.config import ConfigError, ExperimentConfig, load_config
+from groundattn.eval import experiment
 from groundattn.eval.experiment import run_experiment
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
 
-def test_tiny_experiment_writes_the_table_and_resumes(small_scenes, tmp_path):
+def test_tiny_experiment_writes_the_table_and_resumes(small_scenes, tmp_path, monkeypatch):
     sets = [f"data_root={small_scenes}", "seeds=[0]"]
     sets += [
         f"{task}={CONFIGS / task / 'tiny.yaml'}" for task in ("pretrain", "vgp", "vqa", "refcoco")
@@ -69,6 +70,10 @@ def test_tiny_experiment_writes_the_table_and_resumes(small_scenes, tmp_path):
             run_experiment(config, out, announce=said.append)
     finally:
         os.utime(caption, ns=(caption.stat().st_atime_ns, caption.stat().st_mtime_ns - 1))
+    # Nor by other code: a stage of yesterday's groundattn is not today's.
+    monkeypatch.setattr(experiment, "code_fingerprint", lambda: "0" * 64)
+    with pytest.raises(ConfigError, match=r"pretrain was run with another .*differs in: code"):
+        run_experiment(config, out, announce=said.append)
     assert "## What was run" in (out / "results.md").read_text()
 
 
