@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,48 @@ def write_vqa_world(
 
 
 CELL_WORDS = ("top left", "top right", "bottom left", "bottom right")  # of CELLS
+SHAPES = ("circle", "square", "triangle", "star")
+
+
+def _write_refer(
+    root: Path,
+    splits: dict[str, int],
+    feature_dim: int,
+    image: Callable[[np.random.Generator], tuple[RegionFeatures, list[str]]],
+    seed: int,
+) -> Path:
+    """refer files and a ground-truth store of images made by ``image``: their regions (r0
+    first) and the expression naming each shape. Every shape of a train image is a referent,
+    one shape of each other image."""
+    rng = np.random.default_rng(seed)
+    refs, images, annotations = [], [], []
+    for split, image_ids in _image_ids(splits).items():
+        with FeatureStoreWriter(root / "features" / f"{split}.h5", feature_dim) as store:
+            for image_id in image_ids:
+                regions, sentences = image(rng)
+                store.add(image_id, regions)
+                images.append(
+                    {"id": image_id, "file_name": f"{image_id}.jpg", "width": SIZE, "height": SIZE}
+                )
+                for k, box in enumerate(regions.boxes[1:].tolist()):
+                    bbox = xywh(box)
+                    annotations.append(
+                        {"id": 10 * image_id + k, "image_id": image_id, "category_id": 1}
+                        | {"bbox": bbox, "area": round(bbox[2] * bbox[3], 2), "iscrowd": 0}
+                    )
+                shapes = len(sentences)
+                referents = range(shapes) if split == "train" else [int(rng.integers(shapes))]
+                for k in referents:
+                    ref_id = len(refs)
+                    sentence = {"sent_id": ref_id, "sent": sentences[k], "raw": sentences[k]}
+                    refs.append(
+                        {"ref_id": ref_id, "ann_id": 10 * image_id + k, "image_id": image_id}
+                        | {"split": split, "category_id": 1, "sent_ids": [ref_id]}
+                        | {"sentences": [sentence | {"tokens": sentences[k].split()}]}
+                        | {"file_name": f"{image_id}_{ref_id}.jpg"}
+                    )
+    write_refer(root / "refcoco+", refs, images, annotations, [])  # category 1 of the shapes
+    return root
 
 
 def write_refer_world(
@@ -131,59 +174,69 @@ def write_refer_world(
     """refer files and ground-truth regions: "the red shape" names the one red shape.
 
     Each image holds ``shapes`` shapes of distinct colours (of ``colours``), one
-    per cell; every shape of a train image is a referent, one shape of each other
-    image. With ``by_place`` the expression names the shape's cell instead
+    per cell. With ``by_place`` the expression names the shape's cell instead
     ("the shape at the top left"): the referent is a linear function of its box,
     and the features do not tell it. Writes ``refcoco+/`` and
     ``features/<split>.h5``; returns ``root``.
     """
-    rng = np.random.default_rng(seed)
-    refs, images, annotations = [], [], []
-    for split, image_ids in _image_ids(splits).items():
-        with FeatureStoreWriter(root / "features" / f"{split}.h5", FEATURE_DIM) as store:
-            for image_id in image_ids:
-                chosen = [int(c) for c in rng.permutation(colours)[:shapes]]
-                cells = rng.permutation(len(CELLS))[:shapes]
-                boxes = [_box(rng, int(c)) for c in cells]
-                store.add(image_id, _regions(rng, chosen, boxes, Provenance.GROUND_TRUTH))
-                images.append(
-                    {"id": image_id, "file_name": f"{image_id}.jpg", "width": SIZE, "height": SIZE}
-                )
-                for k, box in enumerate(boxes):
-                    bbox = xywh(box)
-                    annotations.append(
-                        {"id": 10 * image_id + k, "image_id": image_id, "category_id": 1}
-                        | {"bbox": bbox, "area": round(bbox[2] * bbox[3], 2), "iscrowd": 0}
-                    )
-                referents = range(shapes) if split == "train" else [int(rng.integers(shapes))]
-                for k in referents:
-                    sent = (
-                        f"the shape at the {CELL_WORDS[int(cells[k])]}"
-                        if by_place
-                        else f"the {COLOURS[chosen[k]]} shape"
-                    )
-                    ref_id, sent_id = len(refs), len(refs)
-                    refs.append(
-                        {
-                            "ref_id": ref_id,
-                            "ann_id": 10 * image_id + k,
-                            "image_id": image_id,
-                            "split": split,
-                            "category_id": 1,
-                            "sent_ids": [sent_id],
-                            "sentences": [
-                                {
-                                    "sent_id": sent_id,
-                                    "sent": sent,
-                                    "raw": sent,
-                                    "tokens": sent.split(),
-                                }
-                            ],
-                            "file_name": f"{image_id}_{ref_id}.jpg",
-                        }
-                    )
-    write_refer(root / "refcoco+", refs, images, annotations, [])  # category 1 of the shapes
-    return root
+
+    def image(rng: np.random.Generator) -> tuple[RegionFeatures, list[str]]:
+        chosen = [int(c) for c in rng.permutation(colours)[:shapes]]
+        cells = rng.permutation(len(CELLS))[:shapes]
+        boxes = [_box(rng, int(c)) for c in cells]
+        sentences = [
+            f"the shape at the {CELL_WORDS[int(cell)]}" if by_place else f"the {COLOURS[c]} shape"
+            for c, cell in zip(chosen, cells, strict=True)
+        ]
+        return _regions(rng, chosen, boxes, Provenance.GROUND_TRUTH), sentences
+
+    return _write_refer(root, splits, FEATURE_DIM, image, seed)
+
+
+def write_conjunction_world(
+    root: Path, splits: dict[str, int], *, shape_dims: int, seed: int = 0
+) -> Path:
+    """refer files: "the red circle" among a red circle, a red star, a blue circle and a blue star.
+
+    Each image holds two colours × two shapes (of 4 each), one per cell: colour
+    alone or shape alone leaves two candidates, so only their conjunction finds
+    the referent. A region's feature is the colour block of :func:`_feature`
+    (4 colours, one-hot) followed by ``shape_dims`` dimensions that hold a fixed
+    random pattern of its shape, like a silhouette spread over many correlated
+    values; every dimension shares the offset and brightness of :func:`_feature`.
+    Both attributes are linear functions of the feature.
+    """
+    colours = 4
+    patterns = np.random.default_rng(seed + 1).uniform(0.0, 1.0, (len(SHAPES), shape_dims))
+
+    def feature(rng: np.random.Generator, colour: int | None, shape: int | None) -> np.ndarray:
+        f = (
+            OFFSET
+            + SHIFT * rng.uniform(0.0, 1.0)
+            + NOISE * rng.standard_normal(colours + shape_dims)
+        )
+        if colour is not None:
+            f[colour] += 1.0
+            f[colours:] += patterns[shape]
+        return f.astype(np.float32)
+
+    def image(rng: np.random.Generator) -> tuple[RegionFeatures, list[str]]:
+        objects = [
+            (int(c), int(s))
+            for c in rng.permutation(colours)[:2]
+            for s in rng.permutation(len(SHAPES))[:2]
+        ]
+        boxes = [_box(rng, int(cell)) for cell in rng.permutation(len(CELLS))]
+        regions = RegionFeatures(
+            boxes=np.array([[0.0, 0.0, float(SIZE), float(SIZE)], *boxes], np.float32),
+            features=np.stack([feature(rng, None, None), *(feature(rng, *o) for o in objects)]),
+            provenance=np.array([Provenance.WHOLE_IMAGE] + [Provenance.GROUND_TRUTH] * 4, np.uint8),
+            width=SIZE,
+            height=SIZE,
+        )
+        return regions, [f"the {COLOURS[c]} {SHAPES[s]}" for c, s in objects]
+
+    return _write_refer(root, splits, colours + shape_dims, image, seed)
 
 
 # Five captions per image; ``{}`` is the grounded phrase, which names the colour.
