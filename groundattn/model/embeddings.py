@@ -23,6 +23,12 @@ def box_geometry(boxes: Tensor) -> Tensor:
     return torch.cat([boxes, wh], dim=-1)
 
 
+def _moments(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, D) → the float32 (D,) mean and population standard deviation (computed in float64)."""
+    rows = rows.double()
+    return rows.mean(0).float(), rows.std(0, correction=0).float()
+
+
 @torch.no_grad()
 def _set_statistics(mean_buffer: Tensor, std_buffer: Tensor, mean: Tensor, std: Tensor, what: str):
     """Copies a (D,) mean and standard deviation into the buffers; a std below 1e-6 becomes 1."""
@@ -110,6 +116,14 @@ class VisualEmbedding(nn.Module):
     def set_geometry_statistics(self, mean: Tensor, std: Tensor) -> None:
         """The same for the (6,) box geometry of :func:`box_geometry`."""
         _set_statistics(self.geometry_mean, self.geometry_std, mean, std, "geometry")
+
+    def fit_statistics(self, features: Tensor | None, boxes: Tensor | None) -> None:
+        """Sets the statistics from a sample of regions: features (N, F) and normalised boxes
+        (N, 4), e.g. :meth:`groundattn.data.store.FeatureStore.sample`; None leaves that part."""
+        if features is not None:
+            self.set_feature_statistics(*_moments(features))
+        if boxes is not None:
+            self.set_geometry_statistics(*_moments(box_geometry(boxes)))
 
     def forward(self, features: Tensor, boxes: Tensor) -> Tensor:
         # (B, R, F), (B, R, 4) -> (B, R, D), before the scales

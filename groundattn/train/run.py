@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from groundattn.config import ConfigError, load_config
 from groundattn.data.store import FeatureStore
 from groundattn.errors import ExistingFileError, MissingFileError
-from groundattn.model import VLEncoder, box_geometry, load_tokenizer
+from groundattn.model import VLEncoder, load_tokenizer
 from groundattn.tasks.common import TaskDataset
 from groundattn.train.checkpoint import (
     CONFIG_FILE,
@@ -266,20 +266,13 @@ def _standardise_new_projections(encoder: VLEncoder, fresh: set[str], store: Fea
     A text BERT's visual embedding is new; a VL-BERT checkpoint brings its feature
     projection (trained on unstandardised features) but no geometry projection.
     """
-    new = {FEATURE_PROJECTION, GEOMETRY_PROJECTION} & fresh
-    if not new:
+    if not {FEATURE_PROJECTION, GEOMETRY_PROJECTION} & fresh:
         return
-    features, boxes = (torch.from_numpy(a) for a in store.sample())  # float64
-    visual = encoder.embeddings.visual
-    if FEATURE_PROJECTION in new:
-        visual.set_feature_statistics(*_moments(features))
-    if GEOMETRY_PROJECTION in new:
-        visual.set_geometry_statistics(*_moments(box_geometry(boxes)))
-
-
-def _moments(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """(N, D) → the float32 (D,) mean and (population) standard deviation."""
-    return rows.mean(0).float(), rows.std(0, correction=0).float()
+    features, boxes = (torch.from_numpy(a) for a in store.sample())
+    encoder.embeddings.visual.fit_statistics(
+        features if FEATURE_PROJECTION in fresh else None,
+        boxes if GEOMETRY_PROJECTION in fresh else None,
+    )
 
 
 def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:

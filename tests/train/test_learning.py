@@ -78,6 +78,21 @@ def _curve(summary: dict, key: str) -> list[tuple[int, float]]:
 # ---- tiny worlds ---------------------------------------------------------------------------
 
 
+def _learn_refer_world(root: Path, tmp_path: Path, *, steps: int) -> dict:
+    """A tiny refer world's run: ground-truth boxes, no test splits, validation every 100 steps."""
+    return run_refcoco(
+        _refcoco(
+            root,
+            "data.boxes=ground_truth",
+            "data.test_splits=[]",
+            "optim.epochs=100",
+            f"optim.max_steps={steps}",
+            "run.eval_every=100",
+        ),
+        tmp_path / "run",
+    )
+
+
 def test_vqa_learns_the_colour_of_the_shape(tmp_path):
     # 6 colours, a grey distractor beside the shape. Measured: 0.06 before, 0.60 at
     # step 300, 0.96 at 500, 1.0 from step 600 on.
@@ -95,17 +110,7 @@ def test_refcoco_finds_the_shape_of_the_named_colour(tmp_path):
     # Four shapes of distinct colours (of 6) per image, one per cell; "the red shape".
     # Measured: 0.15 before, 0.48 at step 300, 0.96 at 400, 0.98 at 600 (chance 0.25).
     root = write_refer_world(tmp_path / "data", {"train": 96, "val": 48}, shapes=4, colours=6)
-    summary = run_refcoco(
-        _refcoco(
-            root,
-            "data.boxes=ground_truth",
-            "data.test_splits=[]",
-            "optim.epochs=100",
-            "optim.max_steps=600",
-            "run.eval_every=100",
-        ),
-        tmp_path / "run",
-    )
+    summary = _learn_refer_world(root, tmp_path, steps=600)
     after = summary["after"]
     assert after["answerable"] == 1.0 and after["accuracy_baseline"] == pytest.approx(0.25)
     assert after["accuracy"] >= 0.95, _curve(summary, "accuracy")
@@ -119,17 +124,7 @@ def test_refcoco_finds_the_shape_at_the_named_place(tmp_path):
     root = write_refer_world(
         tmp_path / "data", {"train": 96, "val": 48}, shapes=4, colours=6, by_place=True
     )
-    summary = run_refcoco(
-        _refcoco(
-            root,
-            "data.boxes=ground_truth",
-            "data.test_splits=[]",
-            "optim.epochs=100",
-            "optim.max_steps=400",
-            "run.eval_every=100",
-        ),
-        tmp_path / "run",
-    )
+    summary = _learn_refer_world(root, tmp_path, steps=400)
     assert summary["after"]["accuracy_baseline"] == pytest.approx(0.25)
     assert summary["after"]["accuracy"] >= 0.95, _curve(summary, "accuracy")
 
@@ -141,17 +136,7 @@ def test_refcoco_finds_the_shape_that_has_both_named_attributes(tmp_path):
     # from step 300 on (the embedded scenes' RefCOCO+ never learns colour beside shape: README,
     # "Why it did not learn").
     root = write_conjunction_world(tmp_path / "data", {"train": 200, "val": 64}, shape_dims=4)
-    summary = run_refcoco(
-        _refcoco(
-            root,
-            "data.boxes=ground_truth",
-            "data.test_splits=[]",
-            "optim.epochs=100",
-            "optim.max_steps=800",
-            "run.eval_every=100",
-        ),
-        tmp_path / "run",
-    )
+    summary = _learn_refer_world(root, tmp_path, steps=800)
     assert summary["after"]["accuracy_baseline"] == pytest.approx(0.25)
     assert summary["after"]["accuracy"] >= 0.9, _curve(summary, "accuracy")
 
