@@ -16,7 +16,8 @@ import argparse
 from pathlib import Path
 
 from groundattn.config import VGPConfig, load_config
-from groundattn.train.vgp import run_vgp
+from groundattn.train.run import run
+from groundattn.train.vgp import VGPRecipe
 
 QUICK = ["optim.max_steps=80", "optim.batch_size=16", "data.max_val_images=40"]
 
@@ -46,7 +47,7 @@ def main() -> None:
                 ],
             )
             out = Path(args.out) / f"{method}-{weight:g}"
-            summary = run_vgp(config, out, resume=(out / "checkpoints").is_dir())
+            summary = run(VGPRecipe(config), out, resume=(out / "checkpoints").is_dir())
             rows.append((method, weight, summary["before"], summary["after"]))
     print("| method | λ | grounding mean | best head | rollout | VGP class. | identification |")
     print("|---|---|---|---|---|---|---|")

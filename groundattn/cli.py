@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from groundattn.train.registry import TASKS
+
 DEFAULT_DATA = Path("data/scenes")
 VIZ_OUTPUTS = (
     "attention",
@@ -67,30 +69,14 @@ def _prepare_bottomup(args) -> None:
     print(f"{n} images -> {args.out} ({seconds:.0f} s)")
 
 
-TRAIN = {  # task → (config class, run function), imported on use
-    "pretrain": ("PretrainConfig", "groundattn.train.pretrain:run_pretrain"),
-    "vgp": ("VGPConfig", "groundattn.train.vgp:run_vgp"),
-    "vqa": ("VQAConfig", "groundattn.train.vqa:run_vqa"),
-    "refcoco": ("RefCOCOConfig", "groundattn.train.refcoco:run_refcoco"),
-    "phrase-grounding": (
-        "PhraseGroundingConfig",
-        "groundattn.train.phrase_grounding:run_phrase_grounding",
-    ),
-}
-
-
 def _train(args) -> None:
-    import importlib
-
-    import groundattn.config as configs
     from groundattn.config import load_config
+    from groundattn.train.registry import recipe_class
+    from groundattn.train.run import run
 
-    config_class, target = TRAIN[args.task]
-    module, function = target.split(":")
-    config = load_config(getattr(configs, config_class), args.config, args.set)
-    summary = getattr(importlib.import_module(module), function)(
-        config, args.out, resume=args.resume
-    )
+    recipe = recipe_class(args.task)
+    config = load_config(recipe.config_class, args.config, args.set)
+    summary = run(recipe(config), args.out, resume=args.resume)
     print(format_before_after(summary) if args.task == "vgp" else format_metrics(summary))
     print(f"summary: {Path(args.out) / 'summary.json'}")
 
@@ -162,7 +148,8 @@ def format_before_after(summary: dict) -> str:
 def _demo(args) -> None:
     from groundattn.config import VGPConfig, load_config
     from groundattn.data.scenes import prepare_scenes
-    from groundattn.train.vgp import run_vgp
+    from groundattn.train.run import run
+    from groundattn.train.vgp import VGPRecipe
 
     data = Path(args.data)
     if not data.exists():
@@ -170,7 +157,7 @@ def _demo(args) -> None:
         prepare_scenes(data, size="default")
     config = load_config(VGPConfig, args.config, [f"data.root={data}", *args.set])
     out = Path(args.out)
-    summary = run_vgp(config, out, resume=(out / "checkpoints").is_dir())
+    summary = run(VGPRecipe(config), out, resume=(out / "checkpoints").is_dir())
     print(format_before_after(summary))
 
 
@@ -349,15 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model").add_subparsers(
         dest="task", required=True
     )
-    helps = {
-        "pretrain": "VL pretraining: masked language modelling + masked region classification",
-        "vgp": "VGP fine-tuning with attention supervision",
-        "vqa": "VQA fine-tuning and evaluation (VQAv2 protocol)",
-        "refcoco": "referring expressions (RefCOCO+ protocol)",
-        "phrase-grounding": "phrase grounding on Flickr30k Entities (Recall@1, Recall@5)",
-    }
-    for task, text in helps.items():
-        sub = train.add_parser(task, help=text)
+    for name, task in TASKS.items():
+        sub = train.add_parser(name, help=task.help)
         sub.add_argument("--config", required=True)
         sub.add_argument("--out", required=True)
         sub.add_argument(

@@ -2,51 +2,62 @@
 
 import base64
 import json
+import shlex
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from groundattn.cli import main
+from groundattn.cli import build_parser, main
 from groundattn.config import (
     ExperimentConfig,
-    PhraseGroundingConfig,
-    PretrainConfig,
-    RefCOCOConfig,
     VGPConfig,
-    VQAConfig,
     load_config,
 )
 from groundattn.data.store import FeatureStore, Provenance
+from groundattn.train.registry import recipe_class
 
 ROOT = Path(__file__).parent.parent
-CONFIG_CLASSES = {
-    "pretrain": PretrainConfig,
-    "vgp": VGPConfig,
-    "vqa": VQAConfig,
-    "refcoco": RefCOCOConfig,
-    "phrase_grounding": PhraseGroundingConfig,
-    "experiment": ExperimentConfig,
-}
 
 
-def test_every_config_parses():
+def _header_commands(file: Path) -> list[list[str]]:
+    """The commands in a config's first line: ``# groundattn …`` (and ``(or: groundattn …)``)."""
+    first = file.read_text().splitlines()[0]
+    assert first.startswith("# groundattn "), f"{file} is not headed by the command that runs it"
+    return [
+        shlex.split(part.strip(" ()"))[1:] for part in first[2:].replace("(or:", "\0").split("\0")
+    ]
+
+
+def _config_class(args) -> type:
+    if args.command == "train":
+        return recipe_class(args.task).config_class
+    return {"experiment": ExperimentConfig, "demo": VGPConfig}[args.command]
+
+
+def test_every_config_parses_with_the_command_that_heads_it():
     files = sorted((ROOT / "configs").rglob("*.yaml"))
-    assert files
+    assert len(files) >= 16
+    parser = build_parser()
     for file in files:
-        first = file.read_text().splitlines()[0]
-        assert first.startswith("# groundattn "), (
-            f"{file} is not headed by the command that runs it"
-        )
-        config = load_config(CONFIG_CLASSES[file.parent.name], file)
-        if isinstance(config, ExperimentConfig):  # each stage with the preset's overrides
-            for stage in ("pretrain", "vgp", "vqa", "refcoco"):
-                load_config(
-                    CONFIG_CLASSES[stage],
-                    ROOT / getattr(config, stage),
-                    [f"data.root={config.data_root}", *config.overrides.get(stage, [])],
-                )
+        for argv in _header_commands(file):
+            args = parser.parse_args(argv)  # the header command is a valid command line
+            assert (ROOT / args.config).resolve() == file.resolve(), (
+                f"{file}: header runs {args.config}"
+            )
+            config = load_config(_config_class(args), file, getattr(args, "set", None) or [])
+            if isinstance(config, ExperimentConfig):  # each stage with the preset's overrides
+                stages = {"pretrain", "vgp", "vqa", "refcoco", "phrase_grounding"}
+                for stage in stages:
+                    path = getattr(config, stage)
+                    if path is None:
+                        continue
+                    load_config(
+                        recipe_class(stage.replace("_", "-")).config_class,
+                        ROOT / path,
+                        [f"data.root={config.data_root}", *config.overrides.get(stage, [])],
+                    )
 
 
 def test_prepare_scenes_and_train_vgp(tmp_path, capsys):

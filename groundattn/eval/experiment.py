@@ -153,11 +153,12 @@ def run_experiment(
 
     Returns the chance record first (method ``"chance"``), then one record per (model, seed).
     """
-    from groundattn.train.phrase_grounding import run_phrase_grounding
-    from groundattn.train.pretrain import run_pretrain
-    from groundattn.train.refcoco import run_refcoco
-    from groundattn.train.vgp import run_vgp
-    from groundattn.train.vqa import run_vqa
+    from groundattn.train.phrase_grounding import PhraseGroundingRecipe
+    from groundattn.train.pretrain import PretrainRecipe
+    from groundattn.train.refcoco import RefCOCORecipe
+    from groundattn.train.run import run
+    from groundattn.train.vgp import VGPRecipe
+    from groundattn.train.vqa import VQARecipe
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,7 +175,7 @@ def run_experiment(
     _stage(
         out / "pretrain",
         _stage_identity(pretrain_cfg, data, None),
-        lambda o, r: run_pretrain(pretrain_cfg, o, resume=r),
+        lambda o, r: run(PretrainRecipe(pretrain_cfg), o, resume=r),
         announce,
     )
     original = out / "pretrain" / "model"
@@ -188,7 +189,7 @@ def run_experiment(
             vgp_summaries[row.key] = _stage(
                 out / "vgp" / row.key / f"seed-{seed}",
                 _stage_identity(cfg, data, original),
-                lambda o, r, c=cfg: run_vgp(c, o, resume=r),
+                lambda o, r, c=cfg: run(VGPRecipe(c), o, resume=r),
                 announce,
             )
         starts = {
@@ -202,7 +203,7 @@ def run_experiment(
             vqa = _stage(
                 out / "vqa" / name / f"seed-{seed}",
                 _stage_identity(vqa_cfg, data, init),
-                lambda o, r, c=vqa_cfg: run_vqa(c, o, resume=r),
+                lambda o, r, c=vqa_cfg: run(VQARecipe(c), o, resume=r),
                 announce,
             )
             record["vqa_val"] = vqa["after"]["accuracy"]
@@ -214,7 +215,7 @@ def run_experiment(
                 ref = refs[boxes] = _stage(
                     out / f"refcoco-{boxes}" / name / f"seed-{seed}",
                     _stage_identity(ref_cfg, data, init),
-                    lambda o, r, c=ref_cfg: run_refcoco(c, o, resume=r),
+                    lambda o, r, c=ref_cfg: run(RefCOCORecipe(c), o, resume=r),
                     announce,
                 )
                 for split, metrics in ref["splits"].items():
@@ -227,7 +228,7 @@ def run_experiment(
                 phrase = _stage(
                     out / "phrase-grounding" / name / f"seed-{seed}",
                     _stage_identity(phrase_cfg, data, init),
-                    lambda o, r, c=phrase_cfg: run_phrase_grounding(c, o, resume=r),
+                    lambda o, r, c=phrase_cfg: run(PhraseGroundingRecipe(c), o, resume=r),
                     announce,
                 )
                 record.update(phrase_grounding_columns(phrase))

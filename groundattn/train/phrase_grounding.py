@@ -21,7 +21,7 @@ from groundattn.tasks.phrase_grounding import (
     collate_phrase_grounding,
     summarize,
 )
-from groundattn.train.run import Recipe, evaluate, run, split_paths
+from groundattn.train.run import Recipe, split_paths
 
 
 def excluded_counts(dataset: PhraseGroundingDataset) -> dict[str, int]:
@@ -30,7 +30,14 @@ def excluded_counts(dataset: PhraseGroundingDataset) -> dict[str, int]:
 
 
 class PhraseGroundingRecipe(Recipe):
-    """Region scoring for the phrases of Flickr30k Entities captions."""
+    """Region scoring for the phrases of Flickr30k Entities captions.
+
+    The summary holds ``task``, ``boxes``, ``steps``, ``seconds``,
+    ``before``/``after`` (validation ``recall_at_1``, ``recall_at_5``, their
+    ``*_baseline``, ``answerable``, ``phrases``), ``history`` and ``splits``
+    (the same for the validation split and each test split, with the counts of
+    phrases left out).
+    """
 
     name = "phrase-grounding"
     config_class = PhraseGroundingConfig
@@ -96,32 +103,3 @@ class PhraseGroundingRecipe(Recipe):
 
     def after_evaluate(self, module, dataset, split, out_dir, *, batch_size, device) -> dict:
         return excluded_counts(dataset)
-
-
-def run_phrase_grounding(
-    config: PhraseGroundingConfig, out_dir: str | Path, *, resume: bool = False
-) -> dict:
-    """Fine-tunes on phrase grounding; writes checkpoints, logs, ``summary.json`` and ``model/``.
-
-    The summary holds ``task``, ``boxes``, ``steps``, ``seconds``,
-    ``before``/``after`` (validation ``recall_at_1``, ``recall_at_5``, their
-    ``*_baseline``, ``answerable``, ``phrases``), ``history`` and ``splits``
-    (the same for the validation split and each test split, with the counts of
-    phrases left out).
-    """
-    return run(PhraseGroundingRecipe(config), out_dir, resume=resume)
-
-
-def evaluate_phrase_grounding(
-    model_dir: str | Path,
-    data_root: str | Path | None = None,
-    split: str = "val",
-    *,
-    boxes: str | None = None,
-    **kwargs,
-) -> dict:
-    """Recall@1 and @5 of a phrase-grounding run's ``model/`` on one split, with its boxes or ``boxes``."""
-    overrides = [*kwargs.pop("overrides", ()), *([f"data.boxes={boxes}"] if boxes else [])]
-    return evaluate(
-        model_dir, data_root, split, task="phrase-grounding", overrides=overrides, **kwargs
-    )

@@ -25,7 +25,7 @@ from groundattn.tasks.pretrain import (
     collate_pretrain,
     summarize,
 )
-from groundattn.train.run import Recipe, evaluate, run, split_paths
+from groundattn.train.run import Recipe, split_paths
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,12 @@ CLASSES_FILE = "region_classes.json"
 
 
 class PretrainRecipe(Recipe):
-    """Masked language modelling and masked region classification on captions."""
+    """Masked language modelling and masked region classification on captions.
+
+    The summary holds ``task``, ``mrc`` (whether MRC ran), ``region_classes``,
+    ``steps``, ``seconds``, ``before``/``after`` (``mlm_accuracy``, and
+    ``mrc_accuracy`` when MRC ran) and ``history``.
+    """
 
     name = "pretrain"
     config_class = PretrainConfig
@@ -132,20 +137,3 @@ class PretrainRecipe(Recipe):
             raise ConfigError(
                 f"{model_dir}: trained on region classes {saved['category_ids']}, the data gives {found}"
             )
-
-
-def run_pretrain(config: PretrainConfig, out_dir: str | Path, *, resume: bool = False) -> dict:
-    """Pretrains; writes checkpoints, logs, ``summary.json`` and ``model/``.
-
-    The summary holds ``task``, ``mrc`` (whether MRC ran), ``region_classes``,
-    ``steps``, ``seconds``, ``before``/``after`` (``mlm_accuracy``, and
-    ``mrc_accuracy`` when MRC ran) and ``history``.
-    """
-    return run(PretrainRecipe(config), out_dir, resume=resume)
-
-
-def evaluate_pretrain(
-    model_dir: str | Path, data_root: str | Path | None = None, split: str = "val", **kwargs
-) -> dict:
-    """MLM and MRC accuracy of a pretraining run's ``model/`` on one split."""
-    return evaluate(model_dir, data_root, split, task="pretrain", **kwargs)

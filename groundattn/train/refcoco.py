@@ -20,11 +20,17 @@ from groundattn.tasks.refcoco import (
     index_stores,
     summarize,
 )
-from groundattn.train.run import Recipe, evaluate, run
+from groundattn.train.run import Recipe
 
 
 class RefCOCORecipe(Recipe):
-    """Region scoring for referring expressions."""
+    """Region scoring for referring expressions.
+
+    The summary holds ``task``, ``boxes``, ``steps``, ``seconds``,
+    ``before``/``after`` (validation ``accuracy``, ``answerable``,
+    ``sentences``), ``history`` and ``splits`` (the same metrics for the
+    validation split and each test split).
+    """
 
     name = "refcoco"
     config_class = RefCOCOConfig
@@ -112,27 +118,3 @@ class RefCOCORecipe(Recipe):
         splits = {data.val_split: after}
         splits.update({split: trainer.evaluate(datasets[split]) for split in data.test_splits})
         return {"splits": splits}
-
-
-def run_refcoco(config: RefCOCOConfig, out_dir: str | Path, *, resume: bool = False) -> dict:
-    """Fine-tunes on referring expressions; writes checkpoints, logs, ``summary.json`` and ``model/``.
-
-    The summary holds ``task``, ``boxes``, ``steps``, ``seconds``,
-    ``before``/``after`` (validation ``accuracy``, ``answerable``,
-    ``sentences``), ``history`` and ``splits`` (the same metrics for the
-    validation split and each test split).
-    """
-    return run(RefCOCORecipe(config), out_dir, resume=resume)
-
-
-def evaluate_refcoco(
-    model_dir: str | Path,
-    data_root: str | Path | None = None,
-    split: str = "val",
-    *,
-    boxes: str | None = None,
-    **kwargs,
-) -> dict:
-    """Accuracy of a RefCOCO run's ``model/`` on one refs split, with its boxes or ``boxes``."""
-    overrides = [*kwargs.pop("overrides", ()), *([f"data.boxes={boxes}"] if boxes else [])]
-    return evaluate(model_dir, data_root, split, task="refcoco", overrides=overrides, **kwargs)

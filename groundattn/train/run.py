@@ -13,7 +13,6 @@ metrics of any split, on any data root with the same layout.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
@@ -46,18 +45,11 @@ from groundattn.train.checkpoint import (
 )
 from groundattn.train.checkpoint_io import read_json
 from groundattn.train.models import FEATURE_PROJECTION, GEOMETRY_PROJECTION, build_encoder
+from groundattn.train.registry import recipe_class
 from groundattn.train.trainer import TrainData, Trainer, make_accelerator
 
 log = logging.getLogger(__name__)
 
-# Task name (the ``task`` of a model's config.json) → its recipe, imported on use.
-RECIPES = {
-    "vgp": "groundattn.train.vgp:VGPRecipe",
-    "pretrain": "groundattn.train.pretrain:PretrainRecipe",
-    "vqa": "groundattn.train.vqa:VQARecipe",
-    "refcoco": "groundattn.train.refcoco:RefCOCORecipe",
-    "phrase-grounding": "groundattn.train.phrase_grounding:PhraseGroundingRecipe",
-}
 ENCODER_FEATURES = f"encoder.{FEATURE_PROJECTION}"
 
 
@@ -363,14 +355,6 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
 
 
 # ---- evaluation of a saved model ------------------------------------------------------------
-
-
-def recipe_class(name: str) -> type[Recipe]:
-    """The recipe of a task name (see :data:`RECIPES`)."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown task {name!r}; accepted: {sorted(RECIPES)}")
-    module, cls = RECIPES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 def load_recipe(

@@ -20,11 +20,15 @@ from groundattn.train.checkpoint import MODEL_FILE
 from groundattn.train.checkpoint_io import read_tensors
 from groundattn.train.fisher import anchor_fisher, load_pretrained_task
 from groundattn.train.models import ENCODER_PREFIX
-from groundattn.train.run import Recipe, evaluate, run, split_paths
+from groundattn.train.run import Recipe, split_paths
 
 
 class VGPRecipe(Recipe):
-    """VGP fine-tuning with one attention supervision method."""
+    """VGP fine-tuning with one attention supervision method.
+
+    The summary holds ``method``, ``steps``, ``seconds``, ``before`` and
+    ``after`` (validation metrics) and ``history``.
+    """
 
     name = "vgp"
     config_class = VGPConfig
@@ -150,22 +154,6 @@ def head_mask(config: VGPConfig, layers: int, heads: int) -> torch.Tensor | None
         torch.tensor(sup.heads if sup.heads is not None else range(heads)),
     ] = True
     return mask
-
-
-def run_vgp(config: VGPConfig, out_dir: str | Path, *, resume: bool = False) -> dict:
-    """Trains and evaluates; writes checkpoints, logs, ``summary.json`` and ``model/``.
-
-    The summary holds ``method``, ``steps``, ``seconds``, ``before`` and
-    ``after`` (validation metrics) and ``history``.
-    """
-    return run(VGPRecipe(config), out_dir, resume=resume)
-
-
-def evaluate_vgp(
-    model_dir: str | Path, data_root: str | Path | None = None, split: str = "val", **kwargs
-) -> dict:
-    """Validation metrics of a VGP run's ``model/`` on one split (see :func:`groundattn.train.run.evaluate`)."""
-    return evaluate(model_dir, data_root, split, task="vgp", **kwargs)
 
 
 def _accuracy_table(metrics: dict, layers: int, heads: int) -> torch.Tensor:

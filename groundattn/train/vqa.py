@@ -26,7 +26,7 @@ from groundattn.data.store import FeatureStore
 from groundattn.data.vqa import answer_vocabulary, load_vqa, write_results
 from groundattn.data.vqa import evaluate as official_accuracy
 from groundattn.tasks.vqa import VQADataset, VQATask, collate_vqa, summarize
-from groundattn.train.run import Recipe, evaluate, run
+from groundattn.train.run import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,14 @@ def write_predictions(
 
 
 class VQARecipe(Recipe):
-    """Answer classification from the [MASK] state."""
+    """Answer classification from the [MASK] state.
+
+    The summary holds ``task``, ``regions``, ``answers`` (vocabulary size),
+    ``steps``, ``seconds``, ``before``/``after`` (``accuracy``,
+    ``accuracy_yes_no``, ``accuracy_number``, ``accuracy_other``,
+    ``questions``), ``history`` and ``predictions`` (per split: ``file``,
+    ``official`` accuracies or None).
+    """
 
     name = "vqa"
     config_class = VQAConfig
@@ -214,25 +221,3 @@ class VQARecipe(Recipe):
                 module, dataset, split, out_dir, batch_size=batch_size, device=device
             )
         }
-
-
-def run_vqa(config: VQAConfig, out_dir: str | Path, *, resume: bool = False) -> dict:
-    """Fine-tunes on VQA; writes checkpoints, logs, ``answers.json``, predictions, ``summary.json``, ``model/``.
-
-    The summary holds ``task``, ``regions``, ``answers`` (vocabulary size),
-    ``steps``, ``seconds``, ``before``/``after`` (``accuracy``,
-    ``accuracy_yes_no``, ``accuracy_number``, ``accuracy_other``,
-    ``questions``), ``history`` and ``predictions`` (per split: ``file``,
-    ``official`` accuracies or None).
-    """
-    return run(VQARecipe(config), out_dir, resume=resume)
-
-
-def evaluate_vqa(
-    model_dir: str | Path, data_root: str | Path | None = None, split: str = "val", **kwargs
-) -> dict:
-    """Official accuracy of a VQA run's ``model/`` on one split; writes ``predictions_<split>.json``.
-
-    The predictions go to ``out_dir`` (default: the run directory, beside ``model/``).
-    """
-    return evaluate(model_dir, data_root, split, task="vqa", **kwargs)

@@ -3,12 +3,13 @@
 import json
 import subprocess
 import sys
-from importlib import import_module
 from pathlib import Path
 
 import pytest
 
 from groundattn.config import load_config
+from groundattn.train.registry import recipe_class
+from groundattn.train.run import run
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -17,7 +18,7 @@ CONFIGS = Path(__file__).parents[2] / "configs"
 def pretrained(small_scenes, tmp_path_factory) -> Path:
     """A tiny pretraining run of 2 steps on the small scenes; returns its ``model/``."""
     from groundattn.config import PretrainConfig
-    from groundattn.train.pretrain import run_pretrain
+    from groundattn.train.pretrain import PretrainRecipe
 
     out = tmp_path_factory.mktemp("pretrain") / "run"
     config = load_config(
@@ -25,19 +26,21 @@ def pretrained(small_scenes, tmp_path_factory) -> Path:
         CONFIGS / "pretrain" / "tiny.yaml",
         [f"data.root={small_scenes}", "optim.max_steps=2"],
     )
-    run_pretrain(config, out)
+    run(PretrainRecipe(config), out)
     return out / "model"
 
 
 _SCRIPT = """
 import sys
-from importlib import import_module
 
 from groundattn.config import load_config
+from groundattn.train.registry import recipe_class
+from groundattn.train.registry import recipe_class
+from groundattn.train.run import run
 
-task, config_class, config_file, out, *overrides = sys.argv[1:]
-config = load_config(getattr(import_module("groundattn.config"), config_class), config_file, overrides)
-getattr(import_module(f"groundattn.train.{task}"), f"run_{task}")(config, out)
+task, config_file, out, *overrides = sys.argv[1:]
+recipe = recipe_class(task)
+run(recipe(load_config(recipe.config_class, config_file, overrides)), out)
 """
 
 
@@ -48,20 +51,16 @@ def _losses(out: Path) -> list[dict]:
 
 @pytest.fixture
 def same_losses_in_two_processes(tmp_path):
-    """Checks that ``run_<task>`` logs the same losses with one process and with two (torchrun, gloo)."""
+    """Checks that a task's run logs the same losses with one process and with two (torchrun, gloo)."""
 
-    def check(
-        task: str, config_class: str, config_file: Path, overrides: list[str], keys: list[str]
-    ) -> None:
+    def check(task: str, config_file: Path, overrides: list[str], keys: list[str]) -> None:
         one, two = tmp_path / "one", tmp_path / "two"
-        config = load_config(
-            getattr(import_module("groundattn.config"), config_class), config_file, overrides
-        )
-        getattr(import_module(f"groundattn.train.{task}"), f"run_{task}")(config, one)
+        recipe = recipe_class(task)
+        run(recipe(load_config(recipe.config_class, config_file, overrides)), one)
         script = tmp_path / "run_task.py"
         script.write_text(_SCRIPT)
         torchrun = Path(sys.executable).parent / "torchrun"
-        cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", str(script), task, config_class]
+        cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", str(script), task]
         done = subprocess.run(
             [*cmd, str(config_file), str(two), *overrides],
             capture_output=True,

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from groundattn.config import VGPConfig, load_config
-from groundattn.train.vgp import run_vgp
+from groundattn.train.run import run
+from groundattn.train.vgp import VGPRecipe
 
 TINY = Path(__file__).parents[2] / "configs" / "vgp" / "tiny.yaml"
 
@@ -28,7 +29,7 @@ def test_two_processes_give_the_losses_of_one(small_scenes, tmp_path):
         "data.num_workers=0",
     ]
     one = tmp_path / "one"
-    run_vgp(load_config(VGPConfig, TINY, args), one)
+    run(VGPRecipe(load_config(VGPConfig, TINY, args)), one)
 
     two = tmp_path / "two"
     torchrun = Path(sys.executable).parent / "torchrun"

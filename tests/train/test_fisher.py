@@ -12,7 +12,8 @@ import torch
 from groundattn.config import ConfigError, VGPConfig, load_config
 from groundattn.train.checkpoint_io import read_tensors
 from groundattn.train.fisher import anchor_fisher
-from groundattn.train.vgp import evaluate_vgp, run_vgp
+from groundattn.train.run import evaluate, run
+from groundattn.train.vgp import VGPRecipe
 
 TINY = Path(__file__).parents[2] / "configs" / "vgp" / "tiny.yaml"
 KD = ["distill.mlm_weight=1.0", "distill.mrc_weight=1.0", "distill.hidden_weight=1.0"]
@@ -64,7 +65,9 @@ def test_a_run_with_distillation_and_ewc_logs_its_terms_and_exports_a_plain_mode
 ):
     out = tmp_path / "run"
     sets = [*KD, "ewc.weight=10.0", "ewc.batches=2", "ewc.batch_size=4", "optim.warmup_ratio=0"]
-    summary = run_vgp(_config(small_scenes, original, f"supervision.method={method}", *sets), out)
+    summary = run(
+        VGPRecipe(_config(small_scenes, original, f"supervision.method={method}", *sets)), out
+    )
     assert summary["steps"] == 2
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in logged if "loss" in r]
@@ -76,25 +79,28 @@ def test_a_run_with_distillation_and_ewc_logs_its_terms_and_exports_a_plain_mode
     # The export holds the VGP model only and evaluates without teacher or anchor.
     keys = read_tensors(out / "model" / "model.safetensors").keys()
     assert not any(k.startswith(("mlm.", "mrc.")) for k in keys)
-    assert 0 <= evaluate_vgp(out / "model", split="val")["id_accuracy"] <= 1
+    assert 0 <= evaluate(out / "model", split="val", task="vgp")["id_accuracy"] <= 1
 
 
 def test_forgetting_configs_are_checked(original, small_scenes, tmp_path):
     bare = [f"data.root={small_scenes}", "optim.max_steps=1"]
     with pytest.raises(ConfigError, match="ewc needs model.init"):
-        run_vgp(load_config(VGPConfig, TINY, [*bare, "ewc.weight=1.0"]), tmp_path / "a")
+        run(VGPRecipe(load_config(VGPConfig, TINY, [*bare, "ewc.weight=1.0"])), tmp_path / "a")
     with pytest.raises(ConfigError, match="distill needs a teacher"):
-        run_vgp(load_config(VGPConfig, TINY, [*bare, "distill.mlm_weight=1.0"]), tmp_path / "b")
+        run(
+            VGPRecipe(load_config(VGPConfig, TINY, [*bare, "distill.mlm_weight=1.0"])),
+            tmp_path / "b",
+        )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # before any work
     with pytest.raises(ConfigError, match="distill.*mlm_weight, mrc_weight or hidden_weight"):
         _config(small_scenes, original, "distill.mlm_temperature=3.0")
     with pytest.raises(ConfigError, match="distill.mlm_temperature"):
         _config(small_scenes, original, "distill.mlm_weight=1.0", "distill.mlm_temperature=0")
     vgp_run = tmp_path / "vgp"
-    run_vgp(_config(small_scenes, original), vgp_run)
+    run(VGPRecipe(_config(small_scenes, original)), vgp_run)
     with pytest.raises(ConfigError, match="a vgp model"):
-        run_vgp(
-            _config(small_scenes, original, f"distill.teacher={vgp_run / 'model'}", *KD),
+        run(
+            VGPRecipe(_config(small_scenes, original, f"distill.teacher={vgp_run / 'model'}", *KD)),
             tmp_path / "kd",
         )
 
@@ -115,4 +121,4 @@ def test_distillation_in_two_processes_gives_the_losses_of_one(
         "ewc.batch_size=4",
     ]
     keys = ["loss", "loss_vgp", "loss_kd_mlm", "loss_kd_mrc", "loss_kd_hidden", "loss_ewc"]
-    same_losses_in_two_processes("vgp", "VGPConfig", TINY, args, keys)
+    same_losses_in_two_processes("vgp", TINY, args, keys)

@@ -31,11 +31,12 @@ from groundattn.config import (
     VQAConfig,
     load_config,
 )
-from groundattn.train.phrase_grounding import run_phrase_grounding
-from groundattn.train.pretrain import run_pretrain
-from groundattn.train.refcoco import run_refcoco
-from groundattn.train.vgp import run_vgp
-from groundattn.train.vqa import run_vqa
+from groundattn.train.phrase_grounding import PhraseGroundingRecipe
+from groundattn.train.pretrain import PretrainRecipe
+from groundattn.train.refcoco import RefCOCORecipe
+from groundattn.train.run import run
+from groundattn.train.vgp import VGPRecipe
+from groundattn.train.vqa import VQARecipe
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 NO_CHECKPOINTS = "run.save_every=100000"  # the last step is saved all the same
@@ -80,14 +81,16 @@ def _curve(summary: dict, key: str) -> list[tuple[int, float]]:
 
 def _learn_refer_world(root: Path, tmp_path: Path, *, steps: int) -> dict:
     """A tiny refer world's run: ground-truth boxes, no test splits, validation every 100 steps."""
-    return run_refcoco(
-        _refcoco(
-            root,
-            "data.boxes=ground_truth",
-            "data.test_splits=[]",
-            "optim.epochs=100",
-            f"optim.max_steps={steps}",
-            "run.eval_every=100",
+    return run(
+        RefCOCORecipe(
+            _refcoco(
+                root,
+                "data.boxes=ground_truth",
+                "data.test_splits=[]",
+                "optim.epochs=100",
+                f"optim.max_steps={steps}",
+                "run.eval_every=100",
+            )
         ),
         tmp_path / "run",
     )
@@ -97,8 +100,8 @@ def test_vqa_learns_the_colour_of_the_shape(tmp_path):
     # 6 colours, a grey distractor beside the shape. Measured: 0.06 before, 0.60 at
     # step 300, 0.96 at 500, 1.0 from step 600 on.
     root = write_vqa_world(tmp_path / "data", {"train": 192, "val": 48}, colours=6)
-    summary = run_vqa(
-        _vqa(root, "optim.epochs=100", "optim.max_steps=800", "run.eval_every=100"),
+    summary = run(
+        VQARecipe(_vqa(root, "optim.epochs=100", "optim.max_steps=800", "run.eval_every=100")),
         tmp_path / "run",
     )
     assert summary["answers"] == 6 and summary["after"]["questions"] == 48
@@ -153,16 +156,18 @@ def test_phrase_grounding_finds_the_shape_the_marked_phrase_names(tmp_path):
     root = write_phrase_world(
         tmp_path / "data", {"train": 96, "val": 24}, shapes=4, captions=4, mentioned=2
     )
-    summary = run_phrase_grounding(
-        _phrase(
-            root,
-            "data.boxes=ground_truth",
-            "data.test_splits=[]",
-            "optim.lr=3e-3",
-            "optim.batch_size=32",
-            "optim.epochs=100",
-            "optim.max_steps=600",
-            "run.eval_every=100",
+    summary = run(
+        PhraseGroundingRecipe(
+            _phrase(
+                root,
+                "data.boxes=ground_truth",
+                "data.test_splits=[]",
+                "optim.lr=3e-3",
+                "optim.batch_size=32",
+                "optim.epochs=100",
+                "optim.max_steps=600",
+                "run.eval_every=100",
+            )
         ),
         tmp_path / "run",
     )
@@ -190,13 +195,15 @@ def test_vgp_identifies_the_captions_that_name_the_colour(tmp_path):
     # negative naming the same colour (no model can tell): the ceiling is 0.96.
     colours = write_vgp_world(tmp_path / "data", {"train": 96, "val": 48}, colours=8)
     assert len(set(colours)) == len(COLOURS)
-    summary = run_vgp(
-        _vgp(
-            tmp_path / "data",
-            "supervision.method=none",
-            "optim.epochs=100",
-            "optim.max_steps=800",
-            "run.eval_every=100",
+    summary = run(
+        VGPRecipe(
+            _vgp(
+                tmp_path / "data",
+                "supervision.method=none",
+                "optim.epochs=100",
+                "optim.max_steps=800",
+                "run.eval_every=100",
+            )
         ),
         tmp_path / "run",
     )
@@ -216,12 +223,14 @@ def test_direct_supervision_grounds_the_heads(small_scenes, tmp_path):
     # 0.247, none 0.191; uniform attention over the regions 0.218.
     after = {}
     for method in ("direct", "none"):
-        summary = run_vgp(
-            _vgp(
-                small_scenes,
-                f"supervision.method={method}",
-                "supervision.weight=1.0",
-                "optim.max_steps=40",
+        summary = run(
+            VGPRecipe(
+                _vgp(
+                    small_scenes,
+                    f"supervision.method={method}",
+                    "supervision.weight=1.0",
+                    "optim.max_steps=40",
+                )
             ),
             tmp_path / method,
         )
@@ -249,14 +258,16 @@ def _periodic_validations(out: Path, summary: dict, every: int) -> None:
 def test_vgp_validates_periodically_across_epochs(small_scenes, tmp_path):
     out = tmp_path / "run"
     # 480 samples: 15 batches of 32 an epoch, 30 steps in two.
-    summary = run_vgp(
-        _vgp(
-            small_scenes,
-            "optim.batch_size=32",
-            "optim.epochs=2",
-            "optim.max_steps=null",
-            "run.eval_every=7",
-            "data.max_val_images=3",
+    summary = run(
+        VGPRecipe(
+            _vgp(
+                small_scenes,
+                "optim.batch_size=32",
+                "optim.epochs=2",
+                "optim.max_steps=null",
+                "run.eval_every=7",
+                "data.max_val_images=3",
+            )
         ),
         out,
     )
@@ -267,13 +278,15 @@ def test_vgp_validates_periodically_across_epochs(small_scenes, tmp_path):
 
 def test_vqa_validates_periodically_across_epochs(small_scenes, tmp_path):
     out = tmp_path / "run"
-    summary = run_vqa(
-        _vqa(
-            small_scenes,
-            "optim.epochs=2",
-            "optim.max_steps=null",
-            "run.eval_every=5",
-            "data.max_val_questions=16",
+    summary = run(
+        VQARecipe(
+            _vqa(
+                small_scenes,
+                "optim.epochs=2",
+                "optim.max_steps=null",
+                "run.eval_every=5",
+                "data.max_val_questions=16",
+            )
         ),
         out,
     )
@@ -282,13 +295,15 @@ def test_vqa_validates_periodically_across_epochs(small_scenes, tmp_path):
 
 def test_refcoco_validates_periodically_across_epochs(small_scenes, tmp_path):
     out = tmp_path / "run"
-    summary = run_refcoco(
-        _refcoco(
-            small_scenes,
-            "optim.epochs=2",
-            "optim.max_steps=null",
-            "run.eval_every=5",
-            "data.max_val_sentences=16",
+    summary = run(
+        RefCOCORecipe(
+            _refcoco(
+                small_scenes,
+                "optim.epochs=2",
+                "optim.max_steps=null",
+                "run.eval_every=5",
+                "data.max_val_sentences=16",
+            )
         ),
         out,
     )
@@ -297,15 +312,17 @@ def test_refcoco_validates_periodically_across_epochs(small_scenes, tmp_path):
 
 def test_phrase_grounding_validates_periodically_across_epochs(small_scenes, tmp_path):
     out = tmp_path / "run"
-    summary = run_phrase_grounding(
-        _phrase(
-            small_scenes,
-            "optim.batch_size=32",
-            "optim.epochs=2",
-            "optim.max_steps=null",
-            "run.eval_every=8",
-            "data.max_val_phrases=16",
-            "data.test_splits=[]",
+    summary = run(
+        PhraseGroundingRecipe(
+            _phrase(
+                small_scenes,
+                "optim.batch_size=32",
+                "optim.epochs=2",
+                "optim.max_steps=null",
+                "run.eval_every=8",
+                "data.max_val_phrases=16",
+                "data.test_splits=[]",
+            )
         ),
         out,
     )
@@ -328,6 +345,6 @@ def test_pretrain_validates_periodically_across_epochs(small_scenes, tmp_path):
             "data.max_val_images=3",
         ],
     )
-    summary = run_pretrain(config, out)
+    summary = run(PretrainRecipe(config), out)
     _periodic_validations(out, summary, 2)
     assert all("mlm_accuracy_baseline" in h for h in summary["history"])

@@ -4,7 +4,8 @@ import pytest
 
 from groundattn.config import ConfigError, PhraseGroundingConfig, load_config
 from groundattn.errors import MissingFileError
-from groundattn.train.phrase_grounding import evaluate_phrase_grounding, run_phrase_grounding
+from groundattn.train.phrase_grounding import PhraseGroundingRecipe
+from groundattn.train.run import evaluate, run
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 TINY = CONFIGS / "phrase_grounding" / "tiny.yaml"
@@ -16,21 +17,14 @@ def _config(root, *extra):
     return load_config(PhraseGroundingConfig, TINY, [f"data.root={root}", *extra])
 
 
-@pytest.mark.parametrize(
-    "file", sorted((CONFIGS / "phrase_grounding").glob("*.yaml")), ids=lambda p: p.name
-)
-def test_configs_parse(file):
-    head = "# groundattn train phrase-grounding --config configs/phrase_grounding/"
-    assert file.read_text().startswith(head)
-    load_config(PhraseGroundingConfig, file)
-
-
 @pytest.mark.parametrize("boxes", ["ground_truth", "detected"])
 def test_tiny_run_from_the_pretrained_model(small_scenes, pretrained, tmp_path, boxes):
     out = tmp_path / boxes
-    summary = run_phrase_grounding(
-        _config(
-            small_scenes, f"model.init={pretrained}", f"data.boxes={boxes}", "optim.max_steps=2"
+    summary = run(
+        PhraseGroundingRecipe(
+            _config(
+                small_scenes, f"model.init={pretrained}", f"data.boxes={boxes}", "optim.max_steps=2"
+            )
         ),
         out,
     )
@@ -46,31 +40,44 @@ def test_tiny_run_from_the_pretrained_model(small_scenes, pretrained, tmp_path, 
             assert metrics["answerable"] == 1.0 and metrics["unanswerable_phrases"] == 0
     after = summary["splits"]["val"]
     assert {k: after[k] for k in summary["after"]} == summary["after"]
-    again = evaluate_phrase_grounding(out / "model", split="test")
+    again = evaluate(out / "model", split="test", task="phrase-grounding")
     for key in (*METRICS, "answerable", "phrases", *EXCLUDED):
         assert again[key] == pytest.approx(summary["splits"]["test"][key]), key
 
 
 def test_evaluation_with_other_boxes_and_bad_splits(small_scenes, tmp_path):
     out = tmp_path / "run"
-    run_phrase_grounding(_config(small_scenes, "optim.max_steps=1", "data.test_splits=[]"), out)
-    metrics = evaluate_phrase_grounding(out / "model", split="test", boxes="ground_truth")
+    run(
+        PhraseGroundingRecipe(_config(small_scenes, "optim.max_steps=1", "data.test_splits=[]")),
+        out,
+    )
+    metrics = evaluate(
+        out / "model", split="test", overrides=["data.boxes=ground_truth"], task="phrase-grounding"
+    )
     assert metrics["answerable"] == 1.0 and metrics["split"] == "test"
     with pytest.raises(MissingFileError, match="no split file testC.txt"):
-        evaluate_phrase_grounding(out / "model", split="testC")
+        evaluate(out / "model", split="testC", task="phrase-grounding")
     with pytest.raises(ConfigError, match="data.boxes"):
         _config(small_scenes, "data.boxes=all")
     with pytest.raises(ConfigError, match="data.test_splits: .*testC.txt does not exist"):
-        run_phrase_grounding(_config(small_scenes, "data.test_splits=[testC]"), tmp_path / "bad")
+        run(
+            PhraseGroundingRecipe(_config(small_scenes, "data.test_splits=[testC]")),
+            tmp_path / "bad",
+        )
 
 
 def test_capped_validation_and_test(small_scenes, tmp_path):
-    summary = run_phrase_grounding(
-        _config(
-            small_scenes, "optim.max_steps=1", "data.max_val_phrases=5", "data.max_test_phrases=3"
+    summary = run(
+        PhraseGroundingRecipe(
+            _config(
+                small_scenes,
+                "optim.max_steps=1",
+                "data.max_val_phrases=5",
+                "data.max_test_phrases=3",
+            )
         ),
         tmp_path / "run",
     )
     assert [summary["splits"][s]["phrases"] for s in ("val", "test")] == [5, 3]
-    whole = evaluate_phrase_grounding(tmp_path / "run" / "model", split="test")
+    whole = evaluate(tmp_path / "run" / "model", split="test", task="phrase-grounding")
     assert whole["phrases"] > 3  # evaluate reads the whole split

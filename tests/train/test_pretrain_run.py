@@ -8,8 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from groundattn.config import ConfigError, PretrainConfig, VGPConfig, load_config
-from groundattn.train.pretrain import PretrainRecipe, evaluate_pretrain, run_pretrain
-from groundattn.train.vgp import evaluate_vgp, run_vgp
+from groundattn.train.pretrain import PretrainRecipe
+from groundattn.train.run import evaluate, run
+from groundattn.train.vgp import VGPRecipe
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 TINY = CONFIGS / "pretrain" / "tiny.yaml"
@@ -19,17 +20,9 @@ def _config(root, *extra):
     return load_config(PretrainConfig, TINY, [f"data.root={root}", *extra])
 
 
-@pytest.mark.parametrize(
-    "file", sorted((CONFIGS / "pretrain").glob("*.yaml")), ids=lambda p: p.name
-)
-def test_configs_parse(file):
-    assert file.read_text().startswith("# groundattn train pretrain --config configs/pretrain/")
-    load_config(PretrainConfig, file)
-
-
 def test_tiny_run_and_evaluation(small_scenes, tmp_path):
     out = tmp_path / "run"
-    summary = run_pretrain(_config(small_scenes, "optim.max_steps=3"), out)
+    summary = run(PretrainRecipe(_config(small_scenes, "optim.max_steps=3")), out)
     assert summary["task"] == "pretrain" and summary["steps"] == 3 and summary["mrc"]
     assert summary["region_classes"] == ["circle", "square", "triangle", "star", "cross", "diamond"]
     for when in ("before", "after"):
@@ -53,7 +46,7 @@ def test_tiny_run_and_evaluation(small_scenes, tmp_path):
         and "mrc.classifier.weight" in weights
         and "mlm.decoder.weight" not in weights
     )
-    again = evaluate_pretrain(model, split="val")
+    again = evaluate(model, split="val", task="pretrain")
     assert again["mlm_accuracy"] == pytest.approx(summary["after"]["mlm_accuracy"])
     assert again["mrc_accuracy"] == pytest.approx(summary["after"]["mrc_accuracy"])
 
@@ -84,8 +77,10 @@ def test_mrc_switched_off_with_a_warning(small_scenes, tmp_path, caplog):
         datasets = recipe.datasets(tokenizer)
     assert recipe.region_classes is None and "matches a box" in caplog.text
     assert datasets["train"].region_classes is None
-    summary = run_pretrain(
-        _config(small_scenes, "data.region_classes=missing.json", "optim.max_steps=2"),
+    summary = run(
+        PretrainRecipe(
+            _config(small_scenes, "data.region_classes=missing.json", "optim.max_steps=2")
+        ),
         tmp_path / "off",
     )
     assert (
@@ -107,7 +102,7 @@ def test_vgp_starts_from_the_pretrained_encoder(small_scenes, pretrained, tmp_pa
         ],
     )
     with caplog.at_level(logging.INFO, logger="groundattn.train.models"):
-        summary = run_vgp(config, tmp_path / "vgp")
+        summary = run(VGPRecipe(config), tmp_path / "vgp")
     assert "task heads not used here: mlm, mrc" in caplog.text and summary["steps"] == 2
     start, end = (
         load_file(str(pretrained / "model.safetensors")),
@@ -119,18 +114,16 @@ def test_vgp_starts_from_the_pretrained_encoder(small_scenes, pretrained, tmp_pa
         atol=1e-6,
         rtol=0,
     )
-    metrics = evaluate_vgp(tmp_path / "vgp" / "model", split="val")
+    metrics = evaluate(tmp_path / "vgp" / "model", split="val", task="vgp")
     assert metrics["task"] == "vgp" and metrics["id_accuracy"] == pytest.approx(
         summary["after"]["id_accuracy"]
     )
     with pytest.raises(ConfigError, match="a vgp model, not a pretrain one"):
-        evaluate_pretrain(tmp_path / "vgp" / "model")
+        evaluate(tmp_path / "vgp" / "model", task="pretrain")
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo process group on Linux")
 def test_two_processes_give_the_losses_of_one(small_scenes, same_losses_in_two_processes):
     # No dropout: the two runs draw their masks from different random streams.
     args = [f"data.root={small_scenes}", "model.dropout=0", "optim.max_steps=3", "run.log_every=1"]
-    same_losses_in_two_processes(
-        "pretrain", "PretrainConfig", TINY, args, ["loss", "loss_mlm", "loss_mrc"]
-    )
+    same_losses_in_two_processes("pretrain", TINY, args, ["loss", "loss_mlm", "loss_mrc"])

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from groundattn.config import ConfigError, RefCOCOConfig, load_config
-from groundattn.train.refcoco import evaluate_refcoco, run_refcoco
+from groundattn.train.refcoco import RefCOCORecipe
+from groundattn.train.run import evaluate, run
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 TINY = CONFIGS / "refcoco" / "tiny.yaml"
@@ -13,18 +14,14 @@ def _config(root, *extra):
     return load_config(RefCOCOConfig, TINY, [f"data.root={root}", *extra])
 
 
-@pytest.mark.parametrize("file", sorted((CONFIGS / "refcoco").glob("*.yaml")), ids=lambda p: p.name)
-def test_configs_parse(file):
-    assert file.read_text().startswith("# groundattn train refcoco --config configs/refcoco/")
-    load_config(RefCOCOConfig, file)
-
-
 @pytest.mark.parametrize("boxes", ["ground_truth", "detected"])
 def test_tiny_run_from_the_pretrained_model(small_scenes, pretrained, tmp_path, boxes):
     out = tmp_path / boxes
-    summary = run_refcoco(
-        _config(
-            small_scenes, f"model.init={pretrained}", f"data.boxes={boxes}", "optim.max_steps=2"
+    summary = run(
+        RefCOCORecipe(
+            _config(
+                small_scenes, f"model.init={pretrained}", f"data.boxes={boxes}", "optim.max_steps=2"
+            )
         ),
         out,
     )
@@ -37,26 +34,29 @@ def test_tiny_run_from_the_pretrained_model(small_scenes, pretrained, tmp_path, 
         if boxes == "ground_truth":
             assert metrics["answerable"] == 1.0
     assert summary["splits"]["val"] == summary["after"]
-    again = evaluate_refcoco(out / "model", split="testB")
+    again = evaluate(out / "model", split="testB", task="refcoco")
     assert again["accuracy"] == pytest.approx(summary["splits"]["testB"]["accuracy"])
     assert again["answerable"] == pytest.approx(summary["splits"]["testB"]["answerable"])
 
 
 def test_evaluation_with_other_boxes_and_bad_splits(small_scenes, tmp_path):
     out = tmp_path / "run"
-    run_refcoco(_config(small_scenes, "optim.max_steps=1"), out)
-    metrics = evaluate_refcoco(out / "model", split="testA", boxes="ground_truth")
+    run(RefCOCORecipe(_config(small_scenes, "optim.max_steps=1")), out)
+    metrics = evaluate(
+        out / "model", split="testA", overrides=["data.boxes=ground_truth"], task="refcoco"
+    )
     assert metrics["answerable"] == 1.0 and metrics["split"] == "testA"
     with pytest.raises(ConfigError, match="no refs of split 'testC'"):
-        evaluate_refcoco(out / "model", split="testC")
+        evaluate(out / "model", split="testC", task="refcoco")
     with pytest.raises(ConfigError, match="data.boxes"):
         _config(small_scenes, "data.boxes=all")
 
 
 def test_test_splits_capped_only_where_asked(small_scenes, tmp_path):
-    summary = run_refcoco(
-        _config(small_scenes, "optim.max_steps=1", "data.max_test_sentences=3"), tmp_path / "run"
+    summary = run(
+        RefCOCORecipe(_config(small_scenes, "optim.max_steps=1", "data.max_test_sentences=3")),
+        tmp_path / "run",
     )
     assert [summary["splits"][s]["sentences"] for s in ("testA", "testB")] == [3, 3]
-    whole = evaluate_refcoco(tmp_path / "run" / "model", split="testA")
+    whole = evaluate(tmp_path / "run" / "model", split="testA", task="refcoco")
     assert whole["sentences"] > 3  # evaluate reads the whole split

@@ -12,9 +12,9 @@ import pytest
 from groundattn.config import ConfigError, VGPConfig, VQAConfig, load_config
 from groundattn.errors import ExistingFileError, NonFiniteError
 from groundattn.train.checkpoint import MANIFEST_FILE, CheckpointError, latest_checkpoint
-from groundattn.train.run import evaluate
-from groundattn.train.vgp import run_vgp
-from groundattn.train.vqa import run_vqa
+from groundattn.train.run import evaluate, run
+from groundattn.train.vgp import VGPRecipe
+from groundattn.train.vqa import VQARecipe
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -32,7 +32,7 @@ def test_a_non_finite_loss_stops_the_run_and_exports_nothing(small_scenes, tmp_p
     with pytest.raises(
         NonFiniteError, match=r"step \d+: the (loss|gradient norm) is (nan|inf)"
     ) as error:
-        run_vgp(config, out)
+        run(VGPRecipe(config), out)
     assert "last good checkpoint" in str(error.value)
     assert not (out / "model").exists() and not (out / "summary.json").exists()
 
@@ -51,20 +51,22 @@ def test_non_finite_region_features_are_refused_where_they_are_read(small_scenes
     with pytest.raises(
         NonFiniteError, match=rf"train.h5: image {image}: features row 1 holds inf or nan"
     ):
-        run_vgp(_vgp(root, "optim.max_steps=1"), tmp_path / "run")
+        run(VGPRecipe(_vgp(root, "optim.max_steps=1")), tmp_path / "run")
 
 
 def test_resume_refuses_a_change_of_result_and_records_an_extension(small_scenes, tmp_path):
     out = tmp_path / "run"
-    run_vgp(_vgp(small_scenes, "optim.max_steps=2", "run.save_every=1"), out)
+    run(VGPRecipe(_vgp(small_scenes, "optim.max_steps=2", "run.save_every=1")), out)
     (out / "summary.json").unlink()  # as if it had been stopped after its last checkpoint
     for change in ("supervision.method=none", "optim.lr=0.002", "run.seed=1"):
         config_before = (out / "config.yaml").read_text()
         with pytest.raises(ConfigError, match="--resume: the configuration differs") as error:
-            run_vgp(_vgp(small_scenes, "optim.max_steps=2", change), out, resume=True)
+            run(VGPRecipe(_vgp(small_scenes, "optim.max_steps=2", change)), out, resume=True)
         assert change.split("=")[0] in str(error.value)
         assert (out / "config.yaml").read_text() == config_before  # nothing written on refusal
-    summary = run_vgp(_vgp(small_scenes, "optim.max_steps=3", "run.save_every=1"), out, resume=True)
+    summary = run(
+        VGPRecipe(_vgp(small_scenes, "optim.max_steps=3", "run.save_every=1")), out, resume=True
+    )
     assert summary["steps"] == 3
     record = json.loads((out / "resumes.jsonl").read_text().splitlines()[-1])
     assert record["changed"] == {"optim.max_steps": [2, 3]}
@@ -72,20 +74,20 @@ def test_resume_refuses_a_change_of_result_and_records_an_extension(small_scenes
 
 def test_a_finished_run_is_never_replaced(small_scenes, tmp_path):
     out = tmp_path / "run"
-    run_vgp(_vgp(small_scenes, "optim.max_steps=1"), out)
+    run(VGPRecipe(_vgp(small_scenes, "optim.max_steps=1")), out)
     for checkpoint in (out / "checkpoints").iterdir():
         shutil.rmtree(checkpoint)
     model = (out / "model" / "model.safetensors").read_bytes()
     with pytest.raises(ExistingFileError, match="holds a finished run"):
-        run_vgp(_vgp(small_scenes, "optim.max_steps=1"), out)
+        run(VGPRecipe(_vgp(small_scenes, "optim.max_steps=1")), out)
     with pytest.raises(ExistingFileError, match="no checkpoint to resume from"):
-        run_vgp(_vgp(small_scenes, "optim.max_steps=1"), out, resume=True)
+        run(VGPRecipe(_vgp(small_scenes, "optim.max_steps=1")), out, resume=True)
     assert (out / "model" / "model.safetensors").read_bytes() == model
 
 
 def test_an_export_carries_hashes_and_a_flipped_bit_is_caught(small_scenes, tmp_path):
     out = tmp_path / "run"
-    run_vgp(_vgp(small_scenes, "optim.max_steps=1"), out)
+    run(VGPRecipe(_vgp(small_scenes, "optim.max_steps=1")), out)
     manifest = json.loads((out / "model" / MANIFEST_FILE).read_text())
     assert {"model.safetensors", "config.json"} <= set(manifest["files"])
     weights = out / "model" / "model.safetensors"
@@ -95,8 +97,9 @@ def test_an_export_carries_hashes_and_a_flipped_bit_is_caught(small_scenes, tmp_
     with pytest.raises(CheckpointError, match="does not match its sha256"):
         evaluate(out / "model")
     with pytest.raises(CheckpointError, match="does not match its sha256"):
-        run_vgp(
-            _vgp(small_scenes, "optim.max_steps=1", f"model.init={out / 'model'}"), tmp_path / "b"
+        run(
+            VGPRecipe(_vgp(small_scenes, "optim.max_steps=1", f"model.init={out / 'model'}")),
+            tmp_path / "b",
         )
 
 
@@ -107,7 +110,7 @@ def test_evaluate_writes_to_a_fresh_directory_by_default(small_scenes, tmp_path)
         CONFIGS / "vqa" / "tiny.yaml",
         [f"data.root={small_scenes}", "optim.max_steps=1", "data.predict_splits=[val]"],
     )
-    run_vqa(config, out)
+    run(VQARecipe(config), out)
     own = (out / "predictions_val.json").read_bytes()
     for _ in range(2):
         evaluate(out / "model", split="val")

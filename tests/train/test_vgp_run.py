@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from groundattn.config import ConfigError, VGPConfig, load_config
 from groundattn.train.checkpoint import latest_checkpoint
-from groundattn.train.vgp import run_vgp
+from groundattn.train.run import run
+from groundattn.train.vgp import VGPRecipe
 
 TINY = Path(__file__).parents[2] / "configs" / "vgp" / "tiny.yaml"
 
@@ -24,8 +25,11 @@ def _config(root, *extra):
 
 def test_tiny_run_writes_logs_checkpoints_and_summary(small_scenes, tmp_path):
     out = tmp_path / "run"
-    summary = run_vgp(
-        _config(small_scenes, "optim.max_steps=4", "run.log_every=2", "run.save_every=2"), out
+    summary = run(
+        VGPRecipe(
+            _config(small_scenes, "optim.max_steps=4", "run.log_every=2", "run.save_every=2")
+        ),
+        out,
     )
     assert summary["steps"] == 4
     for key in (
@@ -56,22 +60,30 @@ def test_tiny_run_writes_logs_checkpoints_and_summary(small_scenes, tmp_path):
 @pytest.mark.parametrize("method", ["none", "indirect", "semi-direct"])
 def test_every_method_trains(small_scenes, tmp_path, method):
     extra = ["supervision.per_head=true"] if method == "semi-direct" else []
-    summary = run_vgp(
-        _config(small_scenes, f"supervision.method={method}", "optim.max_steps=2", *extra),
+    summary = run(
+        VGPRecipe(
+            _config(small_scenes, f"supervision.method={method}", "optim.max_steps=2", *extra)
+        ),
         tmp_path / method,
     )
     assert summary["steps"] == 2
 
 
 def test_head_selection_and_top_k(small_scenes, tmp_path):
-    run_vgp(
-        _config(
-            small_scenes, "supervision.layers=[1]", "supervision.heads=[0,2]", "optim.max_steps=2"
+    run(
+        VGPRecipe(
+            _config(
+                small_scenes,
+                "supervision.layers=[1]",
+                "supervision.heads=[0,2]",
+                "optim.max_steps=2",
+            )
         ),
         tmp_path / "a",
     )
-    summary = run_vgp(
-        _config(small_scenes, "supervision.top_k_heads=2", "optim.max_steps=2"), tmp_path / "b"
+    summary = run(
+        VGPRecipe(_config(small_scenes, "supervision.top_k_heads=2", "optim.max_steps=2")),
+        tmp_path / "b",
     )
     assert summary["steps"] == 2
 
@@ -80,9 +92,9 @@ def test_bad_configs_stop_before_any_work(small_scenes, tmp_path):
     with pytest.raises(ConfigError, match="supervision.method"):
         _config(small_scenes, "supervision.method=attend")
     with pytest.raises(ConfigError, match="data.root"):
-        run_vgp(_config(tmp_path / "nowhere"), tmp_path / "run")
+        run(VGPRecipe(_config(tmp_path / "nowhere")), tmp_path / "run")
     with pytest.raises(ConfigError, match="supervision.layers"):
-        run_vgp(_config(small_scenes, "supervision.layers=[7]"), tmp_path / "run")
+        run(VGPRecipe(_config(small_scenes, "supervision.layers=[7]")), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -99,7 +111,7 @@ def test_sigkill_then_resume_equals_uninterrupted(small_scenes, tmp_path):
         "data.num_workers=1",
     ]
     reference = tmp_path / "reference"
-    run_vgp(load_config(VGPConfig, TINY, args), reference)
+    run(VGPRecipe(load_config(VGPConfig, TINY, args)), reference)
 
     killed = tmp_path / "killed"
     cmd = [
@@ -125,7 +137,7 @@ def test_sigkill_then_resume_equals_uninterrupted(small_scenes, tmp_path):
     child.wait()
     assert latest_checkpoint(killed) is not None, "the child was killed before its first checkpoint"
 
-    run_vgp(load_config(VGPConfig, TINY, args), killed, resume=True)
+    run(VGPRecipe(load_config(VGPConfig, TINY, args)), killed, resume=True)
     ours, theirs = _weights(killed), _weights(reference)
     assert ours.keys() == theirs.keys()
     for name in ours:
@@ -134,8 +146,11 @@ def test_sigkill_then_resume_equals_uninterrupted(small_scenes, tmp_path):
 
 def test_gradient_accumulation_counts_optimizer_steps(small_scenes, tmp_path):
     out = tmp_path / "accum"
-    summary = run_vgp(
-        _config(small_scenes, "optim.grad_accum=2", "optim.max_steps=2", "run.log_every=1"), out
+    summary = run(
+        VGPRecipe(
+            _config(small_scenes, "optim.grad_accum=2", "optim.max_steps=2", "run.log_every=1")
+        ),
+        out,
     )
     assert summary["steps"] == 2
     state = json.loads((out / "checkpoints" / "step-00000002" / "state.json").read_text())

@@ -4,8 +4,10 @@ from pathlib import Path
 import pytest
 
 from groundattn.config import ConfigError, VQAConfig, load_config
-from groundattn.data.vqa import evaluate, load_vqa, read_results
-from groundattn.train.vqa import evaluate_vqa, run_vqa
+from groundattn.data.vqa import evaluate as vqa_accuracy
+from groundattn.data.vqa import load_vqa, read_results
+from groundattn.train.run import evaluate, run
+from groundattn.train.vqa import VQARecipe
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 TINY = CONFIGS / "vqa" / "tiny.yaml"
@@ -15,20 +17,16 @@ def _config(root, *extra):
     return load_config(VQAConfig, TINY, [f"data.root={root}", *extra])
 
 
-@pytest.mark.parametrize("file", sorted((CONFIGS / "vqa").glob("*.yaml")), ids=lambda p: p.name)
-def test_configs_parse(file):
-    assert file.read_text().startswith("# groundattn train vqa --config configs/vqa/")
-    load_config(VQAConfig, file)
-
-
 def test_tiny_run_from_the_pretrained_model(small_scenes, pretrained, tmp_path):
     out = tmp_path / "run"
-    summary = run_vqa(
-        _config(
-            small_scenes,
-            f"model.init={pretrained}",
-            "optim.max_steps=3",
-            "data.predict_splits=[val,test]",
+    summary = run(
+        VQARecipe(
+            _config(
+                small_scenes,
+                f"model.init={pretrained}",
+                "optim.max_steps=3",
+                "data.predict_splits=[val,test]",
+            )
         ),
         out,
     )
@@ -60,11 +58,11 @@ def test_tiny_run_from_the_pretrained_model(small_scenes, pretrained, tmp_path):
         small_scenes / "vqa" / "v2_OpenEnded_val_questions.json",
         small_scenes / "vqa" / "v2_val_annotations.json",
     )
-    official = evaluate(read_results(out / "predictions_val.json"), [e.annotation for e in val])
+    official = vqa_accuracy(read_results(out / "predictions_val.json"), [e.annotation for e in val])
     assert official["overall"] == pytest.approx(after["accuracy"], abs=1e-12)
     assert summary["predictions"]["val"]["official"] == pytest.approx(official)
 
-    metrics = evaluate_vqa(out / "model", split="val", out_dir=tmp_path / "eval")
+    metrics = evaluate(out / "model", split="val", out_dir=tmp_path / "eval", task="vqa")
     assert metrics["accuracy"] == pytest.approx(after["accuracy"], abs=1e-12)
     assert read_results(tmp_path / "eval" / "predictions_val.json") == read_results(
         out / "predictions_val.json"
@@ -75,9 +73,9 @@ def test_bad_configs_stop_before_any_work(small_scenes, tmp_path):
     with pytest.raises(ConfigError, match="data.regions"):
         _config(small_scenes, "data.regions=grid")
     with pytest.raises(ConfigError, match="data.questions"):
-        run_vqa(_config(small_scenes, "data.val_split=dev"), tmp_path / "a")
+        run(VQARecipe(_config(small_scenes, "data.val_split=dev")), tmp_path / "a")
     with pytest.raises(ConfigError, match="data.min_answer_count"):
-        run_vqa(_config(small_scenes, "data.min_answer_count=100000"), tmp_path / "b")
+        run(VQARecipe(_config(small_scenes, "data.min_answer_count=100000")), tmp_path / "b")
     assert (
         not (tmp_path / "a" / "checkpoints").exists()
         and not (tmp_path / "b" / "checkpoints").exists()
