@@ -113,12 +113,14 @@ def _evaluate(args) -> None:
 def _experiment(args) -> None:
     from groundattn.config import ExperimentConfig, load_config
     from groundattn.data.scenes import prepare_scenes
+    from groundattn.data.scenes.card import check_current
     from groundattn.eval.experiment import run_experiment
 
     config = load_config(ExperimentConfig, args.config, args.set)
     if config.writes_scenes:  # never into a directory that exists: that one is only read
         print(f"preparing the embedded grounded scenes in {config.data_root} (once)")
         prepare_scenes(config.data_root, size="default")
+    check_current(config.data_root)
     run_experiment(config, args.out, announce=print)
     print((Path(args.out) / "results.md").read_text())
 
@@ -148,6 +150,7 @@ def format_before_after(summary: dict) -> str:
 def _demo(args) -> None:
     from groundattn.config import VGPConfig, load_config
     from groundattn.data.scenes import prepare_scenes
+    from groundattn.data.scenes.card import check_current
     from groundattn.train.run import run
     from groundattn.train.vgp import VGPRecipe
 
@@ -155,6 +158,7 @@ def _demo(args) -> None:
     if not data.exists():
         print(f"preparing the embedded grounded scenes in {data} (once)")
         prepare_scenes(data, size="default")
+    check_current(data)
     config = load_config(VGPConfig, args.config, [f"data.root={data}", *args.set])
     out = Path(args.out)
     summary = run(VGPRecipe(config), out, resume=(out / "checkpoints").is_dir())
@@ -300,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument(
         "--backbone",
         default="pixels",
-        help="what describes a box: pixels (hand-made colour and shape statistics, 128 values; "
+        help="what describes a box: pixels (hand-made colour and shape statistics, 64 values; "
         "right for the embedded scenes) or efficientnet_lite0 (ImageNet CNN, RoIAlign, 1280 values)",
     )
     features.add_argument(

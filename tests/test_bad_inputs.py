@@ -141,7 +141,7 @@ def _store_nan(root, tmp):
 def _store_width(root, tmp):
     for split in ("train", "val"):
         _rewrite_store(
-            root / "features" / f"{split}.h5", lambda _, r: _with_features(r, r.features[:, :64])
+            root / "features" / f"{split}.h5", lambda _, r: _with_features(r, r.features[:, :32])
         )
     return _train("vgp", root, tmp, f"model.init={tmp.parent / 'finished' / 'model'}")
 
@@ -342,7 +342,7 @@ CASES = [
     Case("ref of an unknown annotation", _instances_empty, "instances.json"),
     # values: non-finite inputs, config types and ranges, sizes
     Case("NaN region features", _store_nan, "val.h5"),
-    Case("feature width of another model", _store_width, "64"),
+    Case("feature width of another model", _store_width, "32"),
     Case("batch_size: true", _config("optim.batch_size=true"), "optim.batch_size"),
     Case("lr: .inf", _config("optim.lr=.inf"), "optim.lr"),
     Case("lr as a string", _config('optim.lr="1e-4"'), "optim.lr"),

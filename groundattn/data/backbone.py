@@ -3,7 +3,7 @@
 Two kinds, behind one interface (:class:`RegionExtractor`):
 
 - ``pixels``: the hand-made colour and silhouette statistics of
-  :mod:`groundattn.data.extractor` (128 values, no weights), right for the
+  :mod:`groundattn.data.extractor` (64 values, no weights), right for the
   embedded scenes;
 - a pretrained CNN (:class:`CNNRegionExtractor`): the image is resized so that
   its longer side is ``image_size`` and padded to a square, the network's last

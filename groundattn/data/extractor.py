@@ -2,7 +2,7 @@
 
 Each box is cropped and resampled (bilinear, anti-aliased) to ``CROP`` × ``CROP``
 pixels, and all boxes of an image are then described at once with numpy. The
-``FEATURE_DIM`` = 128 values of a region are, in order (see
+``FEATURE_DIM`` = 64 values of a region are, in order (see
 :data:`FEATURE_BLOCKS`):
 
 - ``colour_moments`` (6): mean and standard deviation of R, G, B in [0, 1];
@@ -11,16 +11,28 @@ pixels, and all boxes of an image are then described at once with numpy. The
   nothing and the sum is the mean chroma;
 - ``value_histogram`` (8): fraction of pixels per brightness (max of R, G, B)
   bin, which tells white, grey and black apart;
-- ``shape_map`` (64): the *foreground* map at 8 × 8, foreground being the colour
+- ``shape_map`` (16): the *foreground* map at 4 × 4, foreground being the colour
   distance of each pixel to the median colour of a ring just outside the box
   (the crop's own border for a box covering the image), scaled to a maximum of
   1 (or by ``MIN_CONTRAST`` when fainter): the silhouette of what the box
   holds, whatever its colour;
-- ``edge_orientation`` (32): gradients of the foreground map (padded with the
-  surroundings, 0) in 8 unsigned orientation bins over 2 × 2 cells, weighted by
+- ``edge_orientation`` (16): gradients of the foreground map (padded with the
+  surroundings, 0) in 4 unsigned orientation bins over 2 × 2 cells, weighted by
   magnitude, L1-normalised;
 - ``foreground_stats`` (2): mean foreground distance, and the fraction of
   pixels above half the map's maximum.
+
+Colour (30 values) and shape (34) get comparable shares. Every value enters
+the encoder with unit variance (the visual embedding standardises each one), so
+the number of values that describe a property sets how loudly the encoder hears
+it, and an encoder learns the loudest property first and the others late or
+never. With an 8 × 8 map and 8 orientation bins (128 values, 98 of them shape)
+shape explained three quarters of the standardised variance of the embedded
+scenes' objects and colour a tenth, and a MiniLM-L6 fine-tuned on their
+referring expressions for an epoch matched "the white diamond" by its shape
+alone — colour-only expressions at chance — while a linear probe read colour off
+the same values at 99.9 %. At 4 × 4 and 4 orientations the same epoch learns
+both (README, "Why it did not learn", cause 6).
 
 Box geometry is left out on purpose: the encoder embeds it separately.
 """
@@ -31,20 +43,20 @@ import numpy as np
 from PIL import Image
 
 CROP = 32
-SHAPE_GRID = 8
+SHAPE_GRID = 4
 HUE_BINS = 16
 VALUE_BINS = 8
-ORIENTATION_BINS = 8
+ORIENTATION_BINS = 4
 CELLS = 2
 FEATURE_BLOCKS = {
     "colour_moments": slice(0, 6),
     "hue_histogram": slice(6, 22),
     "value_histogram": slice(22, 30),
-    "shape_map": slice(30, 94),
-    "edge_orientation": slice(94, 126),
-    "foreground_stats": slice(126, 128),
+    "shape_map": slice(30, 46),
+    "edge_orientation": slice(46, 62),
+    "foreground_stats": slice(62, 64),
 }
-FEATURE_DIM = 128
+FEATURE_DIM = 64
 MIN_CONTRAST = 0.1
 RING_SAMPLES = 16
 _EPS = 1e-6

@@ -10,6 +10,7 @@ from PIL import Image
 from groundattn.cli import main
 from groundattn.config import ConfigError
 from groundattn.data.backbone import build_backbone, resolve_device
+from groundattn.data.extractor import FEATURE_DIM
 from groundattn.data.scenes.render import render_scene
 from groundattn.data.scenes.world import COLOURS, Scene, SceneObject
 
@@ -84,7 +85,7 @@ def test_a_linear_probe_reads_colour_from_efficientnet_features(efficientnet):
 
 def test_the_pixels_backbone_and_errors():
     pixels = build_backbone("pixels")
-    assert pixels.name == "pixels" and pixels.feature_dim == 128
+    assert pixels.name == "pixels" and pixels.feature_dim == FEATURE_DIM
     with pytest.raises(ConfigError, match="--backbone"):
         build_backbone("resnet")
     with pytest.raises(ConfigError, match="--image-size"):

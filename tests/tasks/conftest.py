@@ -2,9 +2,8 @@
 
 import pytest
 
+from groundattn.data.extractor import FEATURE_DIM  # the embedded scenes' region features
 from groundattn.model import VLEncoder, load_tokenizer, preset
-
-FEATURE_DIM = 128  # the embedded scenes' region features
 
 
 @pytest.fixture(scope="session")

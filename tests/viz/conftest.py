@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 from viz_helpers import BACKGROUND
 
+from groundattn.data.extractor import FEATURE_DIM
+
 matplotlib.use("Agg")
 
 
@@ -42,7 +44,7 @@ def model_dirs(tmp_path_factory):
     dirs = {}
     for seed, name in enumerate(("direct", "none")):
         torch.manual_seed(seed)
-        task = VGPTask(VLEncoder(preset("tiny", visual_feature_dim=128)), Direct())
+        task = VGPTask(VLEncoder(preset("tiny", visual_feature_dim=FEATURE_DIM)), Direct())
         dirs[name] = save_model(
             tmp_path_factory.mktemp(name) / "model", task, {"model": {"preset": "tiny"}}
         )

@@ -3,6 +3,7 @@ import json
 import torch
 from PIL import Image
 
+from groundattn.data.extractor import FEATURE_DIM
 from groundattn.model import load_tokenizer
 from groundattn.tasks.vgp import VGPDataset, VGPTask, collate_vgp, summarize
 from groundattn.tasks.vgp.supervision import Direct
@@ -27,7 +28,7 @@ def test_grounding_report_equals_the_trainers_validation_counts(scenes, model_di
     assert ((accuracy >= 0) & (accuracy <= 1)).all() and ((rolled >= 0) & (rolled <= 1)).all()
     assert report["samples"] == 20 and report["grounded_tokens"] > 0
     # The same samples in one batch through the task's validation counts (padding differs).
-    task = VGPTask(load_trained_encoder(model_dirs["direct"], 128), Direct()).eval()
+    task = VGPTask(load_trained_encoder(model_dirs["direct"], FEATURE_DIM), Direct()).eval()
     dataset = VGPDataset(scenes, "val", load_tokenizer(), max_images=2)
     with torch.no_grad():
         _, parts = task(collate_vgp([dataset[i] for i in range(len(dataset))]), with_metrics=True)

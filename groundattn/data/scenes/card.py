@@ -11,8 +11,10 @@ from groundattn.data.scenes.build import ImageResult
 from groundattn.data.scenes.vgp import LABEL_NAMES, LabelledPair
 from groundattn.data.scenes.vqa import answer_type
 from groundattn.data.vqa import ANSWER_TYPES
+from groundattn.errors import ExistingFileError
 
-FORMAT_VERSION = 1
+# 2: region features of 64 values (shape map at 4 × 4, 4 edge orientations; was 128).
+FORMAT_VERSION = 2
 
 
 def split_counts(results: list[ImageResult], pairs: list[LabelledPair]) -> dict:
@@ -104,3 +106,19 @@ def write_card(root: Path, card: dict) -> None:
     """Writes ``card.json`` and ``card.md``."""
     (root / "card.md").write_text(card_markdown(card), encoding="utf-8")
     (root / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+
+
+def check_current(root: Path) -> None:
+    """Refuses a grounded-scenes set that an older groundattn wrote (its ``card.json`` has
+    another ``format_version``): its features are not what this version trains on.
+    A directory without such a card (a real data set) passes."""
+    card_path = Path(root) / "card.json"
+    if not card_path.is_file():
+        return
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    if card.get("name") == "grounded-scenes" and card.get("format_version") != FORMAT_VERSION:
+        raise ExistingFileError(
+            f"{card_path}: grounded scenes of format_version {card.get('format_version')}, "
+            f"this groundattn writes format {FORMAT_VERSION}; rewrite them with "
+            f"`groundattn prepare scenes --out {root} --overwrite`"
+        )

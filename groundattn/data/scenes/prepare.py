@@ -171,8 +171,9 @@ def prepare_scenes(
             FORMAT_VERSION,
         ):
             raise ExistingFileError(
-                f"{out} holds grounded scenes of size {card.get('size')!r}, seed {card.get('seed')}; "
-                "pass overwrite=True to replace them"
+                f"{out} holds grounded scenes of size {card.get('size')!r}, seed {card.get('seed')}, "
+                f"format {card.get('format_version')} (asked: {size!r}, {seed}, {FORMAT_VERSION}); "
+                "pass overwrite=True (--overwrite) to replace them"
             )
         logger.info("grounded scenes already prepared in %s (size %s, seed %d)", out, size, seed)
         return out

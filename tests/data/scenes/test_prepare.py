@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from groundattn.data.extractor import FEATURE_DIM
 from groundattn.data.refcoco import load_refs
 from groundattn.data.scenes import prepare_scenes
+from groundattn.data.scenes.card import FORMAT_VERSION, check_current
 from groundattn.data.scenes.prepare import PARTIAL_MARKER
 from groundattn.data.store import FeatureStore
 
@@ -60,6 +62,21 @@ def test_a_complete_set_is_kept_and_others_are_refused(scenes_dir: Path, tmp_pat
         prepare_scenes(tmp_path / "x", size="huge")
 
 
+def test_a_set_of_an_older_format_is_refused_not_trained_on(
+    scenes_dir: Path, tmp_path: Path
+) -> None:
+    check_current(scenes_dir)  # this version's own set
+    check_current(tmp_path)  # a real data set (no grounded-scenes card) is not ours to judge
+    old = tmp_path / "old"
+    old.mkdir()
+    card = json.loads((scenes_dir / "card.json").read_text())
+    (old / "card.json").write_text(json.dumps({**card, "format_version": FORMAT_VERSION - 1}))
+    with pytest.raises(FileExistsError, match=f"format_version {FORMAT_VERSION - 1}.*--overwrite"):
+        check_current(old)
+    with pytest.raises(FileExistsError, match="format 1 .*overwrite=True"):
+        prepare_scenes(old, size="small", seed=0)
+
+
 def test_overwrite_replaces_only_a_set_groundattn_wrote(tmp_path: Path) -> None:
     out = tmp_path / "set"
     out.mkdir()
@@ -98,7 +115,7 @@ def test_an_interrupted_runs_own_partial_is_replaced(tmp_path: Path) -> None:
 
 def test_card_counts_match_the_files(scenes_dir: Path) -> None:
     card = json.loads((scenes_dir / "card.json").read_text())
-    assert (card["size"], card["seed"], card["feature_dim"]) == ("small", 0, 128)
+    assert (card["size"], card["seed"], card["feature_dim"]) == ("small", 0, FEATURE_DIM)
     for split, counts in card["splits"].items():
         ids = (scenes_dir / f"{split}.txt").read_text().split()
         assert (
