@@ -34,8 +34,7 @@ class RegionBatch(TaskBatch):
     @property
     def candidates(self) -> Tensor:
         """(B, N) bool: every region position but r0."""
-        regions = self.inputs.region_mask
-        return regions & (regions.cumsum(-1) > 1)
+        return self.inputs.candidate_mask
 
 
 def collate_regions(samples: list[dict]) -> tuple[VLBatch, Tensor]:

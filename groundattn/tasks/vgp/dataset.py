@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from groundattn.data.collate import grounding_mask, pad_stack, slot_mask, span_mask
 from groundattn.data.errors import FormatError
 from groundattn.data.flickr30k import Flickr30kEntities
 from groundattn.data.regions import RegionSource, ground_chains, select_regions
@@ -44,6 +43,7 @@ from groundattn.data.vgp import (
 )
 from groundattn.errors import MissingFileError
 from groundattn.model import VLBatch, pack
+from groundattn.model.inputs import grounding_mask, pad_stack, slot_mask, span_mask
 from groundattn.tasks.common import TaskBatch, TaskDataset
 
 log = logging.getLogger(__name__)

@@ -178,7 +178,7 @@ class Regularizers:
         with torch.no_grad():
             taught = teacher.encoder(inputs).last_hidden_state  # (B, N, D)
         hidden = out.last_hidden_state  # (B, N, D)
-        text, regions = inputs.text_mask, inputs.region_mask  # (B, N)
+        text = inputs.text_mask  # (B, N)
         terms: dict[str, tuple[Tensor, float]] = {}
         if spec.mlm_weight:
             student = teacher.mlm(hidden[text], encoder.embeddings.word_embeddings.weight)  # (M, V)
@@ -189,7 +189,7 @@ class Regularizers:
             loss = kl_distillation(student, target, spec.mlm_temperature)
             terms["loss_kd_mlm"] = (global_mean(loss, text.sum(), sum_), spec.mlm_weight)
         if spec.mrc_weight:
-            classified = regions & (regions.cumsum(-1) > 1)  # every region but r0
+            classified = inputs.candidate_mask  # every region but r0
             student = teacher.mrc(hidden[classified])  # (M', C)
             with torch.no_grad():
                 target = teacher.mrc(taught[classified])

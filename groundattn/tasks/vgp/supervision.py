@@ -97,14 +97,12 @@ class Indirect(Supervision):
         return cls(hidden_size, section.weight)
 
     def forward(self, out, batch, head_mask, rows) -> SupervisionLoss:
-        regions = out.region_mask
         grounded = batch.phrase_regions.any(-1, keepdim=True)  # (B, P, 1)
-        candidates = regions & (regions.cumsum(-1) > 1)  # every region but r0
         return indirect_loss(
             out.last_hidden_state,
             batch.phrase_mask & grounded,
             batch.phrase_regions,
-            candidates,
+            batch.inputs.candidate_mask,
             self.classifier,
         )
 

@@ -1,8 +1,10 @@
+"""Batch tensors in sequence positions of a packed VLBatch (groundattn/model/inputs.py)."""
+
 import pytest
 import torch
 
-from groundattn.data.collate import grounding_mask, pad_stack, slot_mask, span_mask
 from groundattn.model import pack
+from groundattn.model.inputs import grounding_mask, pad_stack, slot_mask, span_mask
 
 
 def _batch():
@@ -35,3 +37,8 @@ def test_spans_slots_and_padding():
     assert slots[1, 0].nonzero().flatten().tolist() == [4] and not slots[1, 1].any()
     pairs = pad_stack([[(0, 1, 3)], []], 3)
     assert pairs.tolist() == [[[0, 1, 3]], [[-100, -100, -100]]]
+
+
+def test_candidates_are_every_region_but_the_whole_image():
+    batch = _batch()  # regions at positions 5, 6, 7 (sample 0) and 3, 4 (sample 1); r0 first
+    assert batch.candidate_mask.nonzero().tolist() == [[0, 6], [0, 7], [1, 4]]
