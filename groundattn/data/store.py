@@ -55,6 +55,15 @@ class RegionFeatures:
 FEATURE_DTYPES = ("float32", "float16")
 
 
+@dataclass(frozen=True)
+class RegionStatistics:
+    """What :meth:`FeatureStore.statistics` reads: float64 arrays."""
+
+    feature_mean: np.ndarray  # (F,)
+    feature_std: np.ndarray  # (F,) population standard deviation
+    boxes: np.ndarray  # (N, 4) x1 y1 x2 y2 divided by the image's width and height
+
+
 class FeatureStoreWriter:
     """Writes a store atomically: to ``<path>.partial``, renamed on close.
 
@@ -309,23 +318,46 @@ class FeatureStore:
         out[order] = to_float32(self._group(image_id)["features"][rows[order]])
         return _check_finite(out, self.path, image_id, "features", rows)
 
-    def sample(self, max_images: int = 4000) -> tuple[np.ndarray, np.ndarray]:
-        """Features (N, F) float64 and normalised boxes (N, 4) of every region of at most
-        ``max_images`` images, taken evenly through the store (all of them when it holds
-        fewer): what the encoder's standardising statistics are computed from."""
+    def statistics(self, max_images: int = 4000) -> RegionStatistics:
+        """Per-dimension mean and population standard deviation of the features, and the
+        normalised boxes, of every region of at most ``max_images`` images taken evenly
+        through the store (all of them when it holds fewer): what the encoder's
+        standardising statistics are computed from.
+
+        The features are read one image at a time, twice (the sum, then the squared
+        deviations from the mean, in float64): memory holds one image's features,
+        whatever the store's size. The boxes, 4 values a region, are kept.
+        """
         ids = self.image_ids()
         if not ids:
             raise ValueError(f"{self.path}: the feature store holds no image")
         chosen = ids[:: max(1, -(-len(ids) // max_images))]
         images = self._handle()["images"]
-        features, boxes = [], []
+
+        def rows():
+            for i in chosen:
+                yield _check_finite(images[i]["features"][()], self.path, i, "features").astype(
+                    np.float64
+                )
+
+        total, count = np.zeros(self.feature_dim), 0
+        for x in rows():
+            total, count = total + x.sum(axis=0), count + len(x)
+        mean = total / max(count, 1)
+        squares = np.zeros(self.feature_dim)
+        for x in rows():
+            squares += ((x - mean) ** 2).sum(axis=0)
+        boxes = []
         for i in chosen:
             group = images[i]
-            features.append(_check_finite(group["features"][()], self.path, i, "features"))
             size = (int(group.attrs["width"]), int(group.attrs["height"]))
             pixels = _check_finite(group["boxes"][()], self.path, i, "boxes")
             boxes.append(normalize_boxes(pixels, *size))
-        return np.concatenate(features).astype(np.float64), np.concatenate(boxes).astype(np.float64)
+        return RegionStatistics(
+            feature_mean=mean,
+            feature_std=np.sqrt(squares / max(count, 1)),
+            boxes=np.concatenate(boxes).astype(np.float64),
+        )
 
     def layout(self, image_id: str | int) -> RegionFeatures:
         """Boxes, provenance and size of one image, with an empty (K, 0) feature array."""

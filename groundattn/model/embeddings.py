@@ -117,13 +117,10 @@ class VisualEmbedding(nn.Module):
         """The same for the (6,) box geometry of :func:`box_geometry`."""
         _set_statistics(self.geometry_mean, self.geometry_std, mean, std, "geometry")
 
-    def fit_statistics(self, features: Tensor | None, boxes: Tensor | None) -> None:
-        """Sets the statistics from a sample of regions: features (N, F) and normalised boxes
-        (N, 4), e.g. :meth:`groundattn.data.store.FeatureStore.sample`; None leaves that part."""
-        if features is not None:
-            self.set_feature_statistics(*_moments(features))
-        if boxes is not None:
-            self.set_geometry_statistics(*_moments(box_geometry(boxes)))
+    def fit_geometry_statistics(self, boxes: Tensor) -> None:
+        """Sets the geometry statistics from a sample of (N, 4) normalised boxes, e.g. those of
+        :meth:`groundattn.data.store.FeatureStore.statistics`."""
+        self.set_geometry_statistics(*_moments(box_geometry(boxes)))
 
     def forward(self, features: Tensor, boxes: Tensor) -> Tensor:
         # (B, R, F), (B, R, 4) -> (B, R, D), before the scales

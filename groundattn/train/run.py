@@ -260,11 +260,14 @@ def _standardise_new_projections(encoder: VLEncoder, fresh: set[str], store: Fea
     """
     if not {FEATURE_PROJECTION, GEOMETRY_PROJECTION} & fresh:
         return
-    features, boxes = (torch.from_numpy(a) for a in store.sample())
-    encoder.embeddings.visual.fit_statistics(
-        features if FEATURE_PROJECTION in fresh else None,
-        boxes if GEOMETRY_PROJECTION in fresh else None,
-    )
+    stats, visual = store.statistics(), encoder.embeddings.visual
+    if FEATURE_PROJECTION in fresh:
+        visual.set_feature_statistics(
+            torch.from_numpy(stats.feature_mean).float(),
+            torch.from_numpy(stats.feature_std).float(),
+        )
+    if GEOMETRY_PROJECTION in fresh:
+        visual.fit_geometry_statistics(torch.from_numpy(stats.boxes))
 
 
 def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:

@@ -92,21 +92,24 @@ def test_non_finite_values_are_refused_when_written_and_when_read(tmp_path):
     with pytest.raises(NonFiniteError, match="image 1: boxes row 1"):
         store.layout("1")
     with pytest.raises(NonFiniteError, match="features row 0"):
-        store.sample()
+        store.statistics()
 
 
-def test_sample_holds_every_region_of_evenly_chosen_images(tmp_path):
+def test_statistics_cover_every_region_of_evenly_chosen_images(tmp_path):
     with FeatureStoreWriter(tmp_path / "s.h5", 3) as writer:
         writer.add("a", _regions(2, value=1.0))
         writer.add("b", _regions(3, value=4.0))
-    features, boxes = FeatureStore(tmp_path / "s.h5").sample()
-    assert features.dtype == boxes.dtype == np.float64
-    np.testing.assert_array_equal(features, [[1.0] * 3] * 2 + [[4.0] * 3] * 3)
-    np.testing.assert_array_equal(boxes, [[0, 0, 1, 1]] * 5)  # normalised by the image's size
+    stats = FeatureStore(tmp_path / "s.h5").statistics()
+    assert stats.feature_mean.dtype == stats.feature_std.dtype == stats.boxes.dtype == np.float64
+    # By hand: mean (2 · 1 + 3 · 4) / 5 = 2.8; variance (2 · 1.8² + 3 · 1.2²) / 5 = 2.16.
+    np.testing.assert_allclose(stats.feature_mean, [2.8] * 3, rtol=1e-15)
+    np.testing.assert_allclose(stats.feature_std, [2.16**0.5] * 3, rtol=1e-15)
+    np.testing.assert_array_equal(stats.boxes, [[0, 0, 1, 1]] * 5)  # normalised by the image's size
     # At most one image in two: every other image, from the first.
-    features, boxes = FeatureStore(tmp_path / "s.h5").sample(max_images=1)
-    np.testing.assert_array_equal(features, [[1.0] * 3] * 2)
-    assert boxes.shape == (2, 4)
+    stats = FeatureStore(tmp_path / "s.h5").statistics(max_images=1)
+    np.testing.assert_array_equal(stats.feature_mean, [1.0] * 3)
+    np.testing.assert_array_equal(stats.feature_std, [0.0] * 3)
+    assert stats.boxes.shape == (2, 4)
 
 
 def test_float16_conversions_are_numpys_bit_for_bit():
