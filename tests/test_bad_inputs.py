@@ -42,6 +42,13 @@ def _train(task: str, root: Path, tmp: Path, *sets: str) -> list[str]:
     return argv
 
 
+def _old_scenes(root: Path, tmp: Path) -> list[str]:
+    card = json.loads((root / "card.json").read_text())
+    (root / "card.json").write_text(json.dumps({**card, "format_version": 1}))
+    config = str(ROOT / "configs" / "experiment" / "tiny.yaml")
+    return ["experiment", "--config", config, "--out", str(tmp / "x"), "--set", f"data_root={root}"]
+
+
 def _first(root: Path, split: str = "val") -> str:
     return (root / f"{split}.txt").read_text().split()[0]
 
@@ -343,6 +350,7 @@ CASES = [
     # values: non-finite inputs, config types and ranges, sizes
     Case("NaN region features", _store_nan, "val.h5"),
     Case("feature width of another model", _store_width, "32"),
+    Case("embedded scenes of an older format", _old_scenes, "card.json, field format_version"),
     Case("batch_size: true", _config("optim.batch_size=true"), "optim.batch_size"),
     Case("lr: .inf", _config("optim.lr=.inf"), "optim.lr"),
     Case("lr as a string", _config('optim.lr="1e-4"'), "optim.lr"),

@@ -6,12 +6,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from groundattn.data.errors import FormatError
 from groundattn.data.refcoco import SPLITS as REFER_SPLITS
 from groundattn.data.scenes.build import ImageResult
 from groundattn.data.scenes.vgp import LABEL_NAMES, LabelledPair
 from groundattn.data.scenes.vqa import answer_type
 from groundattn.data.vqa import ANSWER_TYPES
-from groundattn.errors import ExistingFileError
 
 # 2: region features of 64 values (shape map at 4 × 4, 4 edge orientations; was 128).
 FORMAT_VERSION = 2
@@ -117,8 +117,10 @@ def check_current(root: Path) -> None:
         return
     card = json.loads(card_path.read_text(encoding="utf-8"))
     if card.get("name") == "grounded-scenes" and card.get("format_version") != FORMAT_VERSION:
-        raise ExistingFileError(
-            f"{card_path}: grounded scenes of format_version {card.get('format_version')}, "
-            f"this groundattn writes format {FORMAT_VERSION}; rewrite them with "
-            f"`groundattn prepare scenes --out {root} --overwrite`"
+        raise FormatError(
+            card_path,
+            f"grounded scenes of format {card.get('format_version')}, this groundattn trains on "
+            f"format {FORMAT_VERSION}; rewrite them with "
+            f"`groundattn prepare scenes --out {root} --overwrite`",
+            field="format_version",
         )

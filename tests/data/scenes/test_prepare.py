@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from groundattn.data.errors import FormatError
 from groundattn.data.extractor import FEATURE_DIM
 from groundattn.data.refcoco import load_refs
 from groundattn.data.scenes import prepare_scenes
@@ -71,7 +72,9 @@ def test_a_set_of_an_older_format_is_refused_not_trained_on(
     old.mkdir()
     card = json.loads((scenes_dir / "card.json").read_text())
     (old / "card.json").write_text(json.dumps({**card, "format_version": FORMAT_VERSION - 1}))
-    with pytest.raises(FileExistsError, match=f"format_version {FORMAT_VERSION - 1}.*--overwrite"):
+    with pytest.raises(
+        FormatError, match=f"format_version: .* format {FORMAT_VERSION - 1},.*--overwrite"
+    ):
         check_current(old)
     with pytest.raises(FileExistsError, match="format 1 .*overwrite=True"):
         prepare_scenes(old, size="small", seed=0)
