@@ -16,7 +16,7 @@ from groundattn.config import (
     load_config,
 )
 from groundattn.data.store import FeatureStore, Provenance
-from groundattn.train.registry import recipe_class
+from groundattn.train.registry import TASKS, recipe_class
 
 ROOT = Path(__file__).parent.parent
 
@@ -28,6 +28,11 @@ def _header_commands(file: Path) -> list[list[str]]:
     return [
         shlex.split(part.strip(" ()"))[1:] for part in first[2:].replace("(or:", "\0").split("\0")
     ]
+
+
+def test_the_registry_names_each_recipe_by_its_own_name():
+    for name in TASKS:
+        assert recipe_class(name).name == name  # the name a model's config.json records
 
 
 def _config_class(args) -> type:

@@ -324,35 +324,32 @@ class FeatureStore:
         through the store (all of them when it holds fewer): what the encoder's
         standardising statistics are computed from.
 
-        The features are read one image at a time, twice (the sum, then the squared
-        deviations from the mean, in float64): memory holds one image's features,
-        whatever the store's size. The boxes, 4 values a region, are kept.
+        The features are read once, one image at a time: each image's mean and sum of
+        squared deviations (float64) are merged into the running ones (Chan et al.'s
+        parallel update), so memory holds one image's features whatever the store's size.
+        The boxes, 4 values a region, are kept.
         """
         ids = self.image_ids()
         if not ids:
             raise ValueError(f"{self.path}: the feature store holds no image")
         chosen = ids[:: max(1, -(-len(ids) // max_images))]
         images = self._handle()["images"]
-
-        def rows():
-            for i in chosen:
-                yield _check_finite(images[i]["features"][()], self.path, i, "features").astype(
-                    np.float64
-                )
-
-        total, count = np.zeros(self.feature_dim), 0
-        for x in rows():
-            total, count = total + x.sum(axis=0), count + len(x)
-        mean = total / max(count, 1)
-        squares = np.zeros(self.feature_dim)
-        for x in rows():
-            squares += ((x - mean) ** 2).sum(axis=0)
+        count, mean, squares = 0, np.zeros(self.feature_dim), np.zeros(self.feature_dim)
         boxes = []
         for i in chosen:
             group = images[i]
             size = (int(group.attrs["width"]), int(group.attrs["height"]))
-            pixels = _check_finite(group["boxes"][()], self.path, i, "boxes")
-            boxes.append(normalize_boxes(pixels, *size))
+            boxes.append(
+                normalize_boxes(_check_finite(group["boxes"][()], self.path, i, "boxes"), *size)
+            )
+            x = _check_finite(group["features"][()], self.path, i, "features").astype(np.float64)
+            if not len(x):
+                continue
+            x_mean = x.mean(axis=0)  # (F,)
+            delta, total = x_mean - mean, count + len(x)
+            squares += ((x - x_mean) ** 2).sum(axis=0) + delta**2 * count * len(x) / total
+            mean += delta * len(x) / total
+            count = total
         return RegionStatistics(
             feature_mean=mean,
             feature_std=np.sqrt(squares / max(count, 1)),

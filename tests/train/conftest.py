@@ -35,7 +35,6 @@ import sys
 
 from groundattn.config import load_config
 from groundattn.train.registry import recipe_class
-from groundattn.train.registry import recipe_class
 from groundattn.train.run import run
 
 task, config_file, out, *overrides = sys.argv[1:]

@@ -18,7 +18,13 @@ from tqdm import tqdm
 from groundattn.data.extractor import FEATURE_DIM
 from groundattn.data.flickr30k import Flickr30kEntities
 from groundattn.data.scenes.build import ImageJob, ImageResult, build_image
-from groundattn.data.scenes.card import FORMAT_VERSION, refer_counts, split_counts, write_card
+from groundattn.data.scenes.card import (
+    FORMAT_VERSION,
+    check_current,
+    refer_counts,
+    split_counts,
+    write_card,
+)
 from groundattn.data.scenes.entities import write_entities, write_splits
 from groundattn.data.scenes.records import write_box_maps, write_refer_and_world
 from groundattn.data.scenes.vgp import LABEL_NAMES, balance, write_vgp_csv
@@ -164,16 +170,12 @@ def prepare_scenes(
             raise ExistingFileError(
                 f"{out} exists but holds no grounded-scenes set (no card.json); choose another --out"
             )
+        check_current(out)  # a set an older groundattn wrote: rewritten only with overwrite
         card = json.loads(card_path.read_text(encoding="utf-8"))
-        if (card.get("size"), card.get("seed"), card.get("format_version")) != (
-            size,
-            seed,
-            FORMAT_VERSION,
-        ):
+        if (card.get("size"), card.get("seed")) != (size, seed):
             raise ExistingFileError(
-                f"{out} holds grounded scenes of size {card.get('size')!r}, seed {card.get('seed')}, "
-                f"format {card.get('format_version')} (asked: {size!r}, {seed}, {FORMAT_VERSION}); "
-                "pass overwrite=True (--overwrite) to replace them"
+                f"{out} holds grounded scenes of size {card.get('size')!r}, seed {card.get('seed')} "
+                f"(asked: {size!r}, {seed}); pass overwrite=True (--overwrite) to replace them"
             )
         logger.info("grounded scenes already prepared in %s (size %s, seed %d)", out, size, seed)
         return out
