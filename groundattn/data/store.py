@@ -338,11 +338,11 @@ class FeatureStore:
         boxes = []
         for i in chosen:
             group = images[i]
+            x = _check_finite(group["features"][()], self.path, i, "features").astype(np.float64)
             size = (int(group.attrs["width"]), int(group.attrs["height"]))
             boxes.append(
                 normalize_boxes(_check_finite(group["boxes"][()], self.path, i, "boxes"), *size)
             )
-            x = _check_finite(group["features"][()], self.path, i, "features").astype(np.float64)
             if not len(x):
                 continue
             x_mean = x.mean(axis=0)  # (F,)
