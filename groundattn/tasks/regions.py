@@ -13,6 +13,7 @@ Targets and candidates are (B, N) bool in sequence positions of the packed
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,7 +109,7 @@ def chance_hits(targets: Tensor, candidates: Tensor) -> Tensor:
     return chance_top_k(targets, candidates, 1)
 
 
-class RegionScorer(nn.Module):
+class RegionScorer(nn.Module, ABC):
     """A linear score per region over a :class:`VLEncoder`, trained with :func:`region_bce`.
 
     Subclasses say what validation counts (:meth:`metrics`).
@@ -125,9 +126,9 @@ class RegionScorer(nn.Module):
         hidden = self.encoder(batch.inputs).last_hidden_state  # (B, N, D)
         return self.score(hidden)[..., 0]
 
+    @abstractmethod
     def metrics(self, scores: Tensor, batch: RegionBatch) -> dict[str, Tensor]:
         """Validation counts, summed over the batch's samples."""
-        raise NotImplementedError
 
     def forward(
         self, batch: RegionBatch, *, with_metrics: bool = False

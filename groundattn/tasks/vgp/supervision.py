@@ -13,6 +13,7 @@ one entry in :data:`METHODS`.
 from __future__ import annotations
 
 import enum
+from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor, nn
@@ -49,7 +50,7 @@ def select_heads(attn: Tensor, head_mask: Tensor) -> Tensor:
 Rows = tuple[Tensor, Tensor]  # (B, Q) long supervised positions and their (B, Q) mask
 
 
-class Supervision(nn.Module):
+class Supervision(nn.Module, ABC):
     """Base of the methods. ``weight`` is λ of Eq. 9."""
 
     needs = Needs.NOTHING
@@ -67,11 +68,11 @@ class Supervision(nn.Module):
         """The attention rows whose logits the encoder should return (None: none)."""
         return None
 
+    @abstractmethod
     def forward(
         self, out: EncoderOutput, batch: VGPBatch, head_mask: Tensor, rows: Rows | None
     ) -> SupervisionLoss:
         """The loss of one batch; ``head_mask`` (L, H) bool, the supervised heads."""
-        raise NotImplementedError
 
 
 class NoSupervision(Supervision):
