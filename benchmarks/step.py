@@ -110,7 +110,8 @@ class Step:
                     ).total
                 )
             if self.regularizers is not None:
-                loss = loss + self.regularizers(self.model, b, out)[0]
+                for part in self.regularizers(self.model, b, out).values():
+                    loss = loss + part.weight * part.mean
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)

@@ -67,7 +67,7 @@ def main() -> None:
         )
 
     def train_step(batch) -> None:
-        loss, _ = task(batch.to(device))
+        loss, _ = task(batch.to(device)).loss()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

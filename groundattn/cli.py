@@ -97,7 +97,7 @@ def format_metrics(summary: dict) -> str:
 
 
 def _evaluate(args) -> None:
-    from groundattn.train.run import evaluate
+    from groundattn.eval.saved import evaluate
 
     metrics = evaluate(
         args.model,
@@ -275,19 +275,51 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groundattn", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
-
     demo = commands.add_parser(
         "demo", help="prepare the embedded data (once) and fine-tune with direct supervision"
     )
     demo.add_argument("--data", default=str(DEFAULT_DATA), help="where the grounded scenes live")
     demo.add_argument("--config", default="configs/vgp/demo.yaml")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    _add_set(demo)
     demo.set_defaults(func=_demo)
 
-    prepare = commands.add_parser("prepare", help="prepare data").add_subparsers(
-        dest="what", required=True
+    _add_prepare_commands(commands.add_parser("prepare", help="prepare data"))
+    _add_train_commands(commands.add_parser("train", help="train a model"))
+    evaluate = commands.add_parser("evaluate", help="score a run's model/ on a split of its task")
+    evaluate.add_argument("--model", required=True, help="a run's model/ directory")
+    evaluate.add_argument("--data", help="data root (default: the one it was trained on)")
+    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument(
+        "--out",
+        help="where predictions go (VQA; default: a new evaluations/<split>-<k>/ beside model/)",
     )
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    _add_set(evaluate, "override, e.g. data.boxes=ground_truth")
+    evaluate.set_defaults(func=_evaluate)
+
+    experiment = commands.add_parser(
+        "experiment", help="the paper's Table 1: pretrain, each method, every task, seeds"
+    )
+    experiment.add_argument("--config", default="configs/experiment/quick.yaml")
+    experiment.add_argument("--out", default="runs/experiment")
+    _add_set(experiment, "override a field of the experiment config, e.g. seeds=[0]")
+    experiment.set_defaults(func=_experiment)
+
+    visualize = commands.add_parser(
+        "visualize", help="bertviz views, attention drawn on the image, grounding accuracy maps"
+    )
+    _add_visualize_arguments(visualize)
+    visualize.set_defaults(func=_visualize)
+    return parser
+
+
+def _add_set(parser: argparse.ArgumentParser, help: str = "override a config field") -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def _add_prepare_commands(parser: argparse.ArgumentParser) -> None:
+    prepare = parser.add_subparsers(dest="what", required=True)
     scenes = prepare.add_parser("scenes", help="write the embedded grounded-scenes data set")
     scenes.add_argument("--out", required=True)
     scenes.add_argument("--size", default="default", choices=["small", "default"])
@@ -337,57 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bottomup.set_defaults(func=_prepare_bottomup)
 
-    train = commands.add_parser("train", help="train a model").add_subparsers(
-        dest="task", required=True
-    )
+
+def _add_train_commands(parser: argparse.ArgumentParser) -> None:
+    train = parser.add_subparsers(dest="task", required=True)
     for name, task in TASKS.items():
         sub = train.add_parser(name, help=task.help)
         sub.add_argument("--config", required=True)
         sub.add_argument("--out", required=True)
-        sub.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override, e.g. optim.lr=3e-5",
-        )
+        _add_set(sub, "override, e.g. optim.lr=3e-5")
         sub.add_argument(
             "--resume", action="store_true", help="continue from the last complete checkpoint"
         )
         sub.set_defaults(func=_train)
-
-    evaluate = commands.add_parser("evaluate", help="score a run's model/ on a split of its task")
-    evaluate.add_argument("--model", required=True, help="a run's model/ directory")
-    evaluate.add_argument("--data", help="data root (default: the one it was trained on)")
-    evaluate.add_argument("--split", default="val")
-    evaluate.add_argument(
-        "--out",
-        help="where predictions go (VQA; default: a new evaluations/<split>-<k>/ beside model/)",
-    )
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="e.g. data.boxes=ground_truth",
-    )
-    evaluate.set_defaults(func=_evaluate)
-
-    experiment = commands.add_parser(
-        "experiment", help="the paper's Table 1: pretrain, each method, every task, seeds"
-    )
-    experiment.add_argument("--config", default="configs/experiment/quick.yaml")
-    experiment.add_argument("--out", default="runs/experiment")
-    experiment.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    experiment.set_defaults(func=_experiment)
-
-    visualize = commands.add_parser(
-        "visualize", help="bertviz views, attention drawn on the image, grounding accuracy maps"
-    )
-    _add_visualize_arguments(visualize)
-    visualize.set_defaults(func=_visualize)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from groundattn.model import VLBatch
+
+SumOverProcesses = Callable[[Tensor], Tensor]
 
 
 class TaskDataset(Dataset):
@@ -51,7 +54,7 @@ class TaskBatch:
 
 
 def global_mean(
-    local_mean: Tensor, local_count: Tensor, sum_over_processes: Callable[[Tensor], Tensor] | None
+    local_mean: Tensor, local_count: Tensor, sum_over_processes: SumOverProcesses | None
 ) -> Tensor:
     """Turns a mean over this process's share into its share of the global-batch mean.
 
@@ -66,3 +69,79 @@ def global_mean(
     count = local_count.to(local_mean.dtype)
     world = sum_over_processes(torch.ones((), device=count.device))
     return local_mean * count / sum_over_processes(count.detach()).clamp_min(1) * world
+
+
+@dataclass(frozen=True)
+class LossPart:
+    """One term of a task's loss: its mean over this process's items, how many, its weight.
+
+    The items are what the term averages: samples, masked tokens, candidate regions,
+    phrase pairs, supervised attention rows. Their count turns the local mean into the
+    global batch's (:func:`global_mean`) and validation means into exact ones.
+    """
+
+    mean: Tensor  # () float
+    count: Tensor  # () long
+    weight: float = 1.0
+
+
+@dataclass
+class TaskOutput:
+    """What a task returns for a batch: its named loss parts (the training loss is their
+    weighted sum)."""
+
+    parts: dict[str, LossPart]
+
+    def loss(self, sum_over_processes: SumOverProcesses | None = None) -> tuple[Tensor, dict]:
+        """The weighted sum of the parts' global-batch means, and (detached) ``loss`` and,
+        where there are several parts, each as ``loss_<part>`` for the log.
+
+        ``sum_over_processes`` sums a tensor over the data-parallel processes (None: one).
+        """
+        total, logged = None, {}
+        for name, part in self.parts.items():
+            mean = global_mean(part.mean, part.count, sum_over_processes)
+            logged[f"loss_{name}"] = mean.detach()
+            term = part.weight * mean
+            total = term if total is None else total + term
+        if total is None:
+            raise ValueError("a task returned no loss part")
+        return total, {"loss": total.detach(), **(logged if len(logged) > 1 else {})}
+
+    def sums(self) -> dict[str, Tensor]:
+        """Each part's sum and count (``loss_<part>``, ``loss_<part>_count``): additive over
+        batches and processes, like validation counts (:func:`loss_means` divides them)."""
+        out = {}
+        for name, part in self.parts.items():
+            out[f"loss_{name}"] = part.mean.detach().double() * part.count
+            out[f"loss_{name}_count"] = part.count.detach()
+        return out
+
+
+def loss_means(sums: dict[str, Tensor], weights: dict[str, float]) -> dict[str, float]:
+    """``val_loss``, the weighted sum of the parts' exact means over every item, and (where
+    there are several) each as ``val_loss_<part>``, from the summed :meth:`TaskOutput.sums`;
+    ``weights`` maps each part to its weight."""
+    means = {
+        name: float(sums[f"loss_{name}"] / sums[f"loss_{name}_count"].clamp_min(1))
+        for name in weights
+    }
+    parts = {f"val_loss_{name}": mean for name, mean in means.items()} if len(means) > 1 else {}
+    return {"val_loss": sum(weights[name] * mean for name, mean in means.items()), **parts}
+
+
+class Task(nn.Module, ABC):
+    """The contract of every task: :meth:`forward` for training, :meth:`validate` for counts.
+
+    Nothing is set on a task from outside: the trainer turns the returned local means
+    into global-batch means (:meth:`TaskOutput.loss`), and sums validation counts over
+    batches and processes before the task's ``summarize`` reads them.
+    """
+
+    @abstractmethod
+    def forward(self, batch: TaskBatch) -> TaskOutput:
+        """The loss parts of a training batch."""
+
+    @abstractmethod
+    def validate(self, batch: TaskBatch) -> tuple[TaskOutput, dict[str, Tensor]]:
+        """The loss parts and the validation counts (sums over the batch's samples)."""

@@ -13,8 +13,7 @@ Targets and candidates are (B, N) bool in sequence positions of the packed
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable
+from abc import abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from groundattn.model import VLBatch, VLEncoder, pack
-from groundattn.tasks.common import TaskBatch, global_mean
+from groundattn.tasks.common import LossPart, Task, TaskBatch, TaskOutput
 
 
 @dataclass
@@ -109,7 +108,7 @@ def chance_hits(targets: Tensor, candidates: Tensor) -> Tensor:
     return chance_top_k(targets, candidates, 1)
 
 
-class RegionScorer(nn.Module, ABC):
+class RegionScorer(Task):
     """A linear score per region over a :class:`VLEncoder`, trained with :func:`region_bce`.
 
     Subclasses say what validation counts (:meth:`metrics`).
@@ -119,7 +118,6 @@ class RegionScorer(nn.Module, ABC):
         super().__init__()
         self.encoder = encoder
         self.score = nn.Linear(encoder.config.hidden_size, 1)
-        self.sum_over_processes: Callable[[Tensor], Tensor] | None = None
 
     def scores(self, batch: RegionBatch) -> Tensor:
         """(B, N) score of every position (read only at candidates)."""
@@ -130,15 +128,16 @@ class RegionScorer(nn.Module, ABC):
     def metrics(self, scores: Tensor, batch: RegionBatch) -> dict[str, Tensor]:
         """Validation counts, summed over the batch's samples."""
 
-    def forward(
-        self, batch: RegionBatch, *, with_metrics: bool = False
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Returns the loss and, detached, its value (and validation counts on request)."""
-        scores, candidates = self.scores(batch), batch.candidates
-        loss = region_bce(scores, batch.targets, candidates)
-        if not with_metrics:  # validation sums over samples itself
-            loss = global_mean(loss, candidates.sum(), self.sum_over_processes)
-        parts = {"loss": loss.detach()}
-        if with_metrics:
-            parts.update(self.metrics(scores, batch))
-        return loss, parts
+    def forward(self, batch: RegionBatch) -> TaskOutput:
+        """BCE over the candidate regions."""
+        return self._output(self.scores(batch), batch)
+
+    def validate(self, batch: RegionBatch) -> tuple[TaskOutput, dict[str, Tensor]]:
+        scores = self.scores(batch)
+        return self._output(scores, batch), self.metrics(scores, batch)
+
+    def _output(self, scores: Tensor, batch: RegionBatch) -> TaskOutput:
+        candidates = batch.candidates
+        return TaskOutput(
+            {"regions": LossPart(region_bce(scores, batch.targets, candidates), candidates.sum())}
+        )

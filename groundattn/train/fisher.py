@@ -33,11 +33,11 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from groundattn.config import ConfigError
+from groundattn.eval.saved import load_run
 from groundattn.model import load_tokenizer
 from groundattn.tasks.pretrain import PretrainTask, collate_pretrain
 from groundattn.train.checkpoint import MODEL_FILE
 from groundattn.train.checkpoint_io import file_sha256, read_tensors, write_file
-from groundattn.train.run import load_recipe, load_task
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,13 @@ def load_pretrained_task(model_dir: str | Path, data_root: str | Path, what: str
             f"{what}: {model_dir} is not a run's model/ export (no config.json); knowledge "
             "distillation and EWC need a pretraining run's model/ (it has the MLM and MRC heads)"
         )
-    recipe = load_recipe(model_dir, data_root)
-    if recipe.name != "pretrain":
+    saved = load_run(model_dir, data_root)
+    if saved.name != "pretrain":
         raise ConfigError(
-            f"{what}: {model_dir} is a {recipe.name} model; knowledge distillation and EWC need "
+            f"{what}: {model_dir} is a {saved.name} model; knowledge distillation and EWC need "
             "a pretraining run's model/ (it has the MLM and MRC heads)"
         )
-    task = load_task(recipe, model_dir)
-    return task, recipe
+    return saved.task, saved.recipe
 
 
 def _settings(data_root: Path, split: str, batches: int, batch_size: int, seed: int) -> dict:
@@ -95,7 +94,7 @@ def estimate_fisher(
         if seen == batches:
             break
         task.zero_grad(set_to_none=True)
-        loss, _ = task(batch.to(device))
+        loss, _ = task(batch.to(device)).loss()
         loss.backward()
         for name, p in params.items():
             if p.grad is not None:

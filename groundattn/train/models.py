@@ -6,10 +6,9 @@ import logging
 from pathlib import Path
 
 from groundattn.config import ModelSection
-from groundattn.errors import MissingFileError
 from groundattn.model import VLEncoder, from_pretrained, load_vlbert_checkpoint, preset
 from groundattn.train.checkpoint import MANIFEST_FILE, MODEL_FILE, CheckpointError, verify_saved
-from groundattn.train.checkpoint_io import read_json, read_tensors
+from groundattn.train.checkpoint_io import read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +93,3 @@ def load_encoder_weights(path: str | Path, encoder: VLEncoder) -> None:
         )
     heads = sorted({k.split(".")[0] for k in state if not k.startswith(ENCODER_PREFIX)})
     log.info("%s: encoder loaded; task heads not used here: %s", file, ", ".join(heads) or "none")
-
-
-def load_trained_encoder(directory: str | Path, feature_dim: int) -> VLEncoder:
-    """Rebuilds the encoder of a run's ``model/`` export (or checkpoint) from its config."""
-    directory = Path(directory)
-    config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise MissingFileError(f"{directory}: no config.json (expected a run's model/ directory)")
-    model = ModelSection.model_validate(
-        {**read_json(config_file)["model"], "init": None, "vlbert_checkpoint": None}
-    )
-    encoder, _ = build_encoder(model, feature_dim)
-    load_encoder_weights(directory, encoder)
-    return encoder

@@ -17,40 +17,31 @@ import json
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import yaml
 from pydantic import BaseModel
-from safetensors import safe_open
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from groundattn.config import ConfigError, load_config
+from groundattn.config import ConfigError
 from groundattn.data.store import FeatureStore
-from groundattn.errors import ExistingFileError, MissingFileError
+from groundattn.errors import ExistingFileError
 from groundattn.model import VLEncoder, load_tokenizer
-from groundattn.tasks.common import TaskDataset
+from groundattn.tasks.common import Task, TaskDataset
 from groundattn.train.checkpoint import (
-    CONFIG_FILE,
-    MODEL_FILE,
     STATE_FILE,
     latest_checkpoint,
-    load_model_weights,
     save_model,
     seal_export,
-    verify_saved,
 )
 from groundattn.train.checkpoint_io import read_json
 from groundattn.train.models import FEATURE_PROJECTION, GEOMETRY_PROJECTION, build_encoder
-from groundattn.train.registry import recipe_class
 from groundattn.train.trainer import TrainData, Trainer, make_accelerator
 
 log = logging.getLogger(__name__)
-
-ENCODER_FEATURES = f"encoder.{FEATURE_PROJECTION}"
 
 
 class Recipe(ABC):
@@ -87,7 +78,7 @@ class Recipe(ABC):
         """The feature store of the training data: its feature size and statistics."""
 
     @abstractmethod
-    def build_task(self, encoder: VLEncoder) -> nn.Module:
+    def build_task(self, encoder: VLEncoder) -> Task:
         """The task module (encoder and heads) whose ``forward(batch, with_metrics)`` trains."""
 
     # ---- hooks ------------------------------------------------------------------------------
@@ -214,7 +205,7 @@ def report_dropped(out_dir: Path, datasets: dict[str, TaskDataset]) -> None:
         log.info("data: nothing left out (%s)", out_dir / DATA_REPORT)
 
 
-def _free_name(directory: Path, stem: str, suffix: str) -> Path:
+def free_name(directory: Path, stem: str, suffix: str) -> Path:
     k = 1
     while (directory / f"{stem}-{k}{suffix}").exists():
         k += 1
@@ -282,7 +273,7 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         if last is None and (out_dir / METRICS).exists():  # a resume with nothing to resume
-            kept = _free_name(out_dir, "metrics-restarted", ".jsonl")
+            kept = free_name(out_dir, "metrics-restarted", ".jsonl")
             (out_dir / METRICS).rename(kept)
             log.info("no checkpoint to resume from: starting again, the earlier log is %s", kept)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(dump, sort_keys=False))
@@ -355,127 +346,3 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
         seal_export(out_dir / "model", state["step"])
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-# ---- evaluation of a saved model ------------------------------------------------------------
-
-
-def load_recipe(
-    model_dir: str | Path, data_root: str | Path | None = None, overrides: Sequence[str] = ()
-) -> Recipe:
-    """The recipe and config a run's ``model/`` was trained with, pointed at ``data_root``.
-
-    ``overrides`` are dotted ``key=value`` pairs (``data.boxes=ground_truth``).
-    """
-    model_dir = Path(model_dir)
-    config_file = model_dir / CONFIG_FILE
-    if not config_file.is_file():
-        raise MissingFileError(f"{model_dir}: no {CONFIG_FILE} (expected a run's model/ directory)")
-    verify_saved(model_dir)
-    tree = read_json(config_file)
-    name = tree.pop("task", "vgp" if "supervision" in tree else None)
-    if name is None:
-        raise ConfigError(
-            f"{config_file}: no task name; export the model with a current groundattn"
-        )
-    # The weights come from model_dir: nothing is loaded on the way.
-    tree["model"] = {**tree["model"], "init": None, "vlbert_checkpoint": None}
-    if data_root is not None:
-        tree["data"] = {**tree["data"], "root": str(data_root)}
-    cls = recipe_class(name)
-    recipe = cls(load_config(cls.config_class, None, list(overrides), base=tree))
-    recipe.load_export(model_dir)
-    return recipe
-
-
-def load_task(recipe: Recipe, model_dir: str | Path) -> nn.Module:
-    """The task module of a run's ``model/``, weights loaded strictly."""
-    model_dir = Path(model_dir)
-    with safe_open(str(model_dir / MODEL_FILE), framework="pt") as f:
-        feature_dim = f.get_slice(ENCODER_FEATURES).get_shape()[1]
-    module = recipe.build_task(build_encoder(recipe.config.model, feature_dim)[0])
-    load_model_weights(model_dir, module, strict=True)
-    return module
-
-
-@torch.no_grad()
-def count_metrics(
-    module: nn.Module,
-    dataset: TaskDataset,
-    recipe: Recipe,
-    *,
-    batch_size: int,
-    device: torch.device,
-) -> dict[str, float]:
-    """Validation metrics of one process over a whole dataset (the trainer's, unsharded)."""
-    if hasattr(dataset, "set_epoch"):
-        dataset.set_epoch(0)
-    module.eval()
-    totals: dict[str, Tensor] = {}
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=recipe.collate):
-        _, parts = module(batch.to(device), with_metrics=True)
-        for key, value in parts.items():
-            value = (
-                value.double() * len(batch) if key.startswith("loss") else value
-            )  # loss means → sums
-            totals[key] = totals.get(key, 0) + value
-    metrics = recipe.summarize(totals)
-    metrics.update(
-        {
-            f"val_{k}": float(v / max(1, len(dataset)))
-            for k, v in totals.items()
-            if k.startswith("loss")
-        }
-    )
-    return metrics
-
-
-def evaluate(
-    model_dir: str | Path,
-    data_root: str | Path | None = None,
-    split: str = "val",
-    *,
-    overrides: Sequence[str] = (),
-    out_dir: str | Path | None = None,
-    batch_size: int = 64,
-    device: str | torch.device | None = None,
-    task: str | None = None,
-) -> dict:
-    """Metrics of a run's ``model/`` on one split (any task); one process.
-
-    Args:
-        model_dir: a run's ``model/`` export.
-        data_root: the data set (default: the one the run was trained on).
-        split: the split to evaluate (refs split for refcoco).
-        overrides: dotted config changes, e.g. ``data.boxes=ground_truth``.
-        out_dir: where files such as VQA predictions go (default: a new
-            ``evaluations/<split>-<k>/`` beside ``model_dir``).
-        task: the task the model must have been trained for (None: any).
-    """
-    model_dir = Path(model_dir)
-    if batch_size < 1:
-        raise ConfigError(
-            f"--batch-size: expected a positive number of samples, found {batch_size}"
-        )
-    recipe = load_recipe(model_dir, data_root, overrides)
-    if task is not None and recipe.name != task:
-        raise ConfigError(f"{model_dir}: a {recipe.name} model, not a {task} one")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = load_tokenizer(recipe.config.model.bert)
-    dataset = recipe.eval_dataset(tokenizer, split)
-    module = load_task(recipe, model_dir).to(device)
-    metrics = {
-        "task": recipe.name,
-        "split": split,
-        **count_metrics(module, dataset, recipe, batch_size=batch_size, device=device),
-    }
-    # By default a fresh directory: never the training run's own predictions.
-    out = (
-        Path(out_dir)
-        if out_dir is not None
-        else _free_name(model_dir.parent / "evaluations", split, "")
-    )
-    metrics.update(
-        recipe.after_evaluate(module, dataset, split, out, batch_size=batch_size, device=device)
-    )
-    return metrics

@@ -28,6 +28,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from groundattn.config import ConfigError, OptimSection, RunSection
 from groundattn.errors import NonFiniteError
+from groundattn.eval.loop import metrics_of, validation_sums
 from groundattn.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from groundattn.train.sampling import GlobalBatchSampler
 
@@ -143,8 +144,10 @@ class Trainer:
         scheduler = get_linear_schedule_with_warmup(
             optimizer, math.ceil(optim.warmup_ratio * self.total_steps), self.total_steps
         )
-        if acc.num_processes > 1 and hasattr(module, "sum_over_processes"):
-            module.sum_over_processes = lambda t: acc.reduce(t, reduction="sum")
+        # Loss parts become global-batch means (TaskOutput.loss) with this sum.
+        self._sum_over_processes = (
+            (lambda t: acc.reduce(t, reduction="sum")) if acc.num_processes > 1 else None
+        )
         self.module, self.optimizer, self.scheduler = acc.prepare(module, optimizer, scheduler)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.history: list[dict] = []
@@ -195,28 +198,11 @@ class Trainer:
         ]
         # The bare module: processes may see different numbers of batches, so no
         # collective may run inside the loop (DDP's forward broadcasts buffers).
-        module = acc.unwrap_model(self.module).eval()
-        totals: dict[str, Tensor] = {}
-        for b in self._loader(dataset, [s for s in shards if s]):
-            with acc.autocast():
-                _, parts = module(b.to(acc.device), with_metrics=True)
-            for key, value in parts.items():
-                value = (
-                    value.double() * len(b) if key.startswith("loss") else value
-                )  # loss means → sums
-                totals[key] = totals.get(key, 0) + value
-        totals["samples"] = torch.tensor(sum(len(s) for s in shards if s), device=acc.device)
+        module = acc.unwrap_model(self.module)
+        batches = self._loader(dataset, [s for s in shards if s])
+        totals, weights = validation_sums(module, batches, acc.device, acc.autocast)
         totals = {k: acc.reduce(v.to(acc.device), reduction="sum") for k, v in totals.items()}
-        module.train()
-        metrics = self.data.summarize(totals)
-        metrics.update(
-            {
-                f"val_{k}": float(v / totals["samples"])
-                for k, v in totals.items()
-                if k.startswith("loss")
-            }
-        )
-        return metrics
+        return metrics_of(totals, weights, self.data.summarize)
 
     # ---- checkpoints ----------------------------------------------------------------------
     def _state(self) -> dict:
@@ -290,7 +276,7 @@ class Trainer:
                 self.data.train.set_epoch(self.epoch)
             for batch in self._loader(self.data.train, self.sampler):
                 with acc.accumulate(self.module), acc.autocast():
-                    loss, parts = self.module(batch.to(acc.device))
+                    loss, parts = self.module(batch.to(acc.device)).loss(self._sum_over_processes)
                     self._check_finite("loss", loss)
                     acc.backward(loss)
                     if acc.sync_gradients:

@@ -1,9 +1,10 @@
 """Grounding accuracy of one model per layer and head over a split (METHOD §8).
 
 :func:`grounding_report` runs the encoder over the samples of the trainer's
-validation, batched as there, counts the grounded text tokens whose attention
-arg-max over the regions is one of their own (per layer and head, and for the
-rollout) and draws the result with :func:`plot_grounding_accuracy`.
+validation, batched as there, through the VGP task's validation counts (the
+grounded text tokens whose attention arg-max over the regions is one of their
+own, per layer and head, and for the rollout) and draws the result with
+:func:`plot_grounding_accuracy`.
 
 Shapes: B batch, L layers, H heads, N sequence.
 """
@@ -17,15 +18,10 @@ import torch
 
 from groundattn.data.regions import RegionSource
 from groundattn.data.store import FeatureStore
+from groundattn.eval.loop import validation_sums
 from groundattn.model import load_tokenizer
-from groundattn.supervision import (
-    grounding_chance,
-    grounding_hits,
-    phrase_grounding_hits,
-    rollout,
-)
-from groundattn.tasks.vgp import VGPDataset, collate_vgp
-from groundattn.tasks.vgp.task import GROUNDED_HEAD_ACCURACY
+from groundattn.tasks.vgp import VGPDataset, VGPTask, collate_vgp
+from groundattn.tasks.vgp.task import GROUNDED_HEAD_ACCURACY, summarize
 from groundattn.viz.errors import VisualizeError
 from groundattn.viz.heatmap import plot_grounding_accuracy
 from groundattn.viz.image import save_figure
@@ -81,7 +77,7 @@ def grounding_report(
     store_path = root / "features" / f"{split}.h5"
     with FeatureStore(store_path) as store:
         feature_dim = store.feature_dim
-    model = load_model(name or INIT, model_dir, feature_dim)
+    model = load_model(name or INIT, model_dir, feature_dim, root)
     encoder = model.encoder.to(device)
     data, run = model.config.get("data", {}), model.config.get("run", {})
     dataset = VGPDataset(
@@ -90,30 +86,18 @@ def grounding_report(
         negatives=data.get("negatives", "hard"), seed=run.get("seed", 0),
     )  # fmt: skip
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_vgp)
-    hits = rolled_hits = total = chance = 0
-    phrase_hits = phrases = phrase_chance = 0
-    with torch.inference_mode():
-        for batch in loader:
-            batch = batch.to(device)
-            output = encoder(batch.inputs, output_attentions=True)
-            probs = output.attention.probs.float()  # (B, L, H, N, N)
-            h, count = grounding_hits(probs, batch.grounding, output.region_mask)  # (L, H), ()
-            chance = chance + grounding_chance(batch.grounding, output.region_mask)
-            r, _ = grounding_hits(
-                rollout(probs, output.valid_mask), batch.grounding, output.region_mask
-            )
-            hits, rolled_hits, total = hits + h, rolled_hits + r[:, 0], total + count  # r: (L, 1)
-            p_hits, p_count, p_chance = phrase_grounding_hits(
-                probs, batch.phrase_mask, batch.phrase_regions, output.region_mask
-            )
-            phrase_hits, phrases = phrase_hits + p_hits, phrases + p_count
-            phrase_chance = phrase_chance + p_chance
-    if not int(total):
+    # The trainer's validation counts; the task's own heads are untrained and go unread.
+    device = torch.device(device)
+    counts, _ = validation_sums(VGPTask(encoder).to(device), loader, device)
+    total = int(counts["grounding_total"])
+    if not total:
         raise VisualizeError(f"split {split!r} of {root} gives no grounded text token")
-    accuracy = hits.double().cpu() / int(total)  # (L, H)
-    rolled = rolled_hits.double().cpu() / int(total)  # (L,)
-    chance = float(chance) / int(total)
-    phrase_recall = phrase_hits.double().cpu() / max(1, int(phrases))  # (L, H)
+    metrics = summarize(counts)
+    L = len(metrics["rollout_per_layer"])
+    accuracy = torch.tensor(metrics["grounding_per_head"], dtype=torch.float64).view(L, -1)
+    rolled = torch.tensor(metrics["rollout_per_layer"], dtype=torch.float64)  # (L,)
+    chance = metrics["grounding_baseline"]
+    phrase_recall = torch.tensor(metrics["phrase_recall_at_1_per_head"]).view_as(accuracy)
     label = name or (model.source if model_dir is not None else INIT)
     fig = plot_grounding_accuracy(
         accuracy,
@@ -131,7 +115,7 @@ def grounding_report(
         "split": split,
         "images": len(dataset.image_ids),
         "samples": len(dataset),
-        "grounded_tokens": int(total),
+        "grounded_tokens": total,
         "accuracy": accuracy.tolist(),  # (L, H)
         "rollout": rolled.tolist(),  # (L,)
         "best": {"layer": best // H, "head": best % H, "accuracy": float(accuracy.max())},
@@ -143,9 +127,9 @@ def grounding_report(
             "count": int((accuracy >= threshold).sum()),
         },
         "phrase_recall_at_1": {
-            "phrases": int(phrases),
-            "best_head": float(phrase_recall.flatten()[best]),
-            "baseline": float(phrase_chance) / max(1, int(phrases)),
+            "phrases": int(counts["phrase_total"]),
+            "best_head": metrics["phrase_recall_at_1_best_head"],
+            "baseline": metrics["phrase_recall_at_1_baseline"],
             "per_head": phrase_recall.tolist(),  # (L, H)
         },
     }

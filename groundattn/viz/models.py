@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from groundattn.errors import MissingFileError
+from groundattn.eval.saved import load_run
 from groundattn.model import VLEncoder, from_pretrained
 from groundattn.train.checkpoint_io import read_json
-from groundattn.train.models import load_trained_encoder
 from groundattn.viz.errors import VisualizeError
 
 INIT = "init"
@@ -37,9 +37,12 @@ class LoadedModel:
     source: str = INIT
 
 
-def load_model(name: str, model_dir: str | Path | None, feature_dim: int) -> LoadedModel:
-    """The encoder of a run's ``model/`` export (or of a run directory holding one);
-    ``None`` gives the default initialisation, seeded so that it is reproducible."""
+def load_model(
+    name: str, model_dir: str | Path | None, feature_dim: int, data_root: str | Path
+) -> LoadedModel:
+    """The encoder of a run's ``model/`` export (or of a run directory holding one),
+    loaded against the data set at ``data_root``; ``None`` gives the default
+    initialisation, seeded so that it is reproducible."""
     if model_dir is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -61,7 +64,13 @@ def load_model(name: str, model_dir: str | Path | None, feature_dim: int) -> Loa
         raise VisualizeError(
             f"{directory / 'config.json'}: no 'model' section (not a run's export)"
         )
-    encoder = load_trained_encoder(directory, feature_dim)
+    encoder = load_run(directory, data_root).task.encoder
+    width = encoder.config.visual_feature_dim
+    if width != feature_dim:
+        raise VisualizeError(
+            f"model {name!r}: {directory} takes region features of width {width}, the feature "
+            f"store has width {feature_dim} (use a store made like the one it was trained on)"
+        )
     return LoadedModel(name, encoder.eval(), config["model"].get("bert"), config, str(directory))
 
 

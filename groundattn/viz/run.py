@@ -141,7 +141,7 @@ def visualize(
     scene, feature_dim = read_scene(
         root, split, str(image_id), captions, caption_index, phrase, regions, image_dir
     )
-    loaded = [load_model(name, path, feature_dim) for name, path in models.items()]
+    loaded = [load_model(name, path, feature_dim, root) for name, path in models.items()]
     shown = {  # checked for every model before anything is written
         m.name: (
             _check(layers, m.encoder.config.num_hidden_layers, "layers", m.name),

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from groundattn.config import ConfigError, VGPConfig, load_config
+from groundattn.eval.saved import evaluate
 from groundattn.train.checkpoint_io import read_tensors
 from groundattn.train.fisher import anchor_fisher
-from groundattn.train.run import evaluate, run
+from groundattn.train.run import run
 from groundattn.train.vgp import VGPRecipe
 
 TINY = Path(__file__).parents[2] / "configs" / "vgp" / "tiny.yaml"

@@ -4,8 +4,9 @@ import pytest
 
 from groundattn.config import ConfigError, PhraseGroundingConfig, load_config
 from groundattn.errors import MissingFileError
+from groundattn.eval.saved import evaluate
 from groundattn.train.phrase_grounding import PhraseGroundingRecipe
-from groundattn.train.run import evaluate, run
+from groundattn.train.run import run
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 TINY = CONFIGS / "phrase_grounding" / "tiny.yaml"

@@ -8,8 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from groundattn.config import ConfigError, PretrainConfig, VGPConfig, load_config
+from groundattn.eval.saved import evaluate
 from groundattn.train.pretrain import PretrainRecipe
-from groundattn.train.run import evaluate, run
+from groundattn.train.run import run
 from groundattn.train.vgp import VGPRecipe
 
 CONFIGS = Path(__file__).parents[2] / "configs"

@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 
 from groundattn.config import ConfigError, RefCOCOConfig, load_config
+from groundattn.eval.saved import evaluate
 from groundattn.train.refcoco import RefCOCORecipe
-from groundattn.train.run import evaluate, run
+from groundattn.train.run import run
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 TINY = CONFIGS / "refcoco" / "tiny.yaml"

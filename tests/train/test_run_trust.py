@@ -11,8 +11,9 @@ import pytest
 
 from groundattn.config import ConfigError, VGPConfig, VQAConfig, load_config
 from groundattn.errors import ExistingFileError, NonFiniteError
+from groundattn.eval.saved import evaluate
 from groundattn.train.checkpoint import MANIFEST_FILE, CheckpointError, latest_checkpoint
-from groundattn.train.run import evaluate, run
+from groundattn.train.run import run
 from groundattn.train.vgp import VGPRecipe
 from groundattn.train.vqa import VQARecipe
 

@@ -6,7 +6,8 @@ import pytest
 from groundattn.config import ConfigError, VQAConfig, load_config
 from groundattn.data.vqa import evaluate as vqa_accuracy
 from groundattn.data.vqa import load_vqa, read_results
-from groundattn.train.run import evaluate, run
+from groundattn.eval.saved import evaluate
+from groundattn.train.run import run
 from groundattn.train.vqa import VQARecipe
 
 CONFIGS = Path(__file__).parents[2] / "configs"

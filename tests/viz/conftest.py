@@ -1,6 +1,8 @@
 """Fixtures of the visualisation tests: a plain picture and boxes on it; the small
 embedded data set and two untrained tiny runs for the tests that run models."""
 
+from pathlib import Path
+
 import matplotlib
 import pytest
 import torch
@@ -34,18 +36,24 @@ def scenes(small_scenes):
 
 
 @pytest.fixture(scope="session")
-def model_dirs(tmp_path_factory):
-    """Two untrained tiny runs exported as a run's model/ directory (no training)."""
+def model_dirs(tmp_path_factory, scenes):
+    """Two untrained tiny VGP runs exported as a run's model/ directory (no training)."""
+    from groundattn.config import VGPConfig, load_config
     from groundattn.model import VLEncoder, preset
     from groundattn.tasks.vgp import VGPTask
     from groundattn.tasks.vgp.supervision import Direct
     from groundattn.train.checkpoint import save_model
 
+    config = load_config(
+        VGPConfig,
+        Path(__file__).parents[2] / "configs" / "vgp" / "tiny.yaml",
+        # Captions as long as VGPDataset's default, which the tests build beside the report.
+        [f"data.root={scenes}", "supervision.method=direct", "data.max_caption_tokens=32"],
+    )
+    identity = {"task": "vgp", **config.model_dump(mode="json")}  # what a run records
     dirs = {}
     for seed, name in enumerate(("direct", "none")):
         torch.manual_seed(seed)
         task = VGPTask(VLEncoder(preset("tiny", visual_feature_dim=FEATURE_DIM)), Direct())
-        dirs[name] = save_model(
-            tmp_path_factory.mktemp(name) / "model", task, {"model": {"preset": "tiny"}}
-        )
+        dirs[name] = save_model(tmp_path_factory.mktemp(name) / "model", task, identity)
     return dirs

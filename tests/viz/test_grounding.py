@@ -3,11 +3,10 @@ import json
 import torch
 from PIL import Image
 
-from groundattn.data.extractor import FEATURE_DIM
+from groundattn.eval.saved import load_run
 from groundattn.model import load_tokenizer
 from groundattn.tasks.vgp import VGPDataset, VGPTask, collate_vgp, summarize
 from groundattn.tasks.vgp.supervision import Direct
-from groundattn.train.models import load_trained_encoder
 from groundattn.viz.grounding import grounding_report
 
 DPI = 40
@@ -28,10 +27,10 @@ def test_grounding_report_equals_the_trainers_validation_counts(scenes, model_di
     assert ((accuracy >= 0) & (accuracy <= 1)).all() and ((rolled >= 0) & (rolled <= 1)).all()
     assert report["samples"] == 20 and report["grounded_tokens"] > 0
     # The same samples in one batch through the task's validation counts (padding differs).
-    task = VGPTask(load_trained_encoder(model_dirs["direct"], FEATURE_DIM), Direct()).eval()
+    task = VGPTask(load_run(model_dirs["direct"], scenes).task.encoder, Direct()).eval()
     dataset = VGPDataset(scenes, "val", load_tokenizer(), max_images=2)
     with torch.no_grad():
-        _, parts = task(collate_vgp([dataset[i] for i in range(len(dataset))]), with_metrics=True)
+        _, parts = task.validate(collate_vgp([dataset[i] for i in range(len(dataset))]))
     metrics = summarize(parts)
     assert torch.allclose(
         accuracy.flatten(), torch.tensor(metrics["grounding_per_head"]), atol=1e-6

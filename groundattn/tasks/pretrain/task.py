@@ -8,13 +8,11 @@ predicted positions of the (global) batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
 from groundattn.model import VLEncoder
-from groundattn.tasks.common import global_mean
+from groundattn.tasks.common import LossPart, Task, TaskOutput
 from groundattn.tasks.pretrain.dataset import PretrainBatch
 from groundattn.tasks.pretrain.heads import (
     MaskedLMHead,
@@ -35,7 +33,7 @@ class RegionClassHead(nn.Module):
         return self.classifier(self.transform(states))  # (M, C)
 
 
-class PretrainTask(nn.Module):
+class PretrainTask(Task):
     """MLM and (when ``num_region_classes`` > 0) MRC heads over a :class:`VLEncoder`."""
 
     def __init__(self, encoder: VLEncoder, num_region_classes: int = 0, mrc_weight: float = 1.0):
@@ -44,19 +42,39 @@ class PretrainTask(nn.Module):
         self.mlm = MaskedLMHead(encoder.config)
         self.mrc = RegionClassHead(encoder, num_region_classes) if num_region_classes else None
         self.mrc_weight = mrc_weight
-        self.sum_over_processes: Callable[[Tensor], Tensor] | None = None
 
-    def forward(
-        self, batch: PretrainBatch, *, with_metrics: bool = False
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Returns the total loss and, detached, each part (and validation counts on request)."""
+    def forward(self, batch: PretrainBatch) -> TaskOutput:
+        """MLM over the masked word pieces, MRC over the masked regions."""
+        return self._output(batch)[0]
+
+    def validate(self, batch: PretrainBatch) -> tuple[TaskOutput, dict[str, Tensor]]:
+        output, (token_logits, token_labels), (region_logits, region_labels) = self._output(batch)
+        device = token_logits.device
+        counts = {
+            "mlm_correct": (token_logits.argmax(-1) == token_labels).sum(),
+            "mlm_by_token": torch.bincount(token_labels, minlength=token_logits.shape[-1]),
+            "mlm_total": torch.tensor(len(token_labels), device=device),
+        }
+        if region_logits is None:
+            none = torch.zeros((), dtype=torch.long, device=device)
+            counts.update(mrc_correct=none, mrc_by_class=none[None], mrc_total=none)
+        else:
+            counts.update(
+                mrc_correct=(region_logits.argmax(-1) == region_labels).sum(),
+                mrc_by_class=torch.bincount(region_labels, minlength=region_logits.shape[-1]),
+                mrc_total=torch.tensor(len(region_labels), device=device),
+            )
+        return output, counts
+
+    def _output(self, batch: PretrainBatch):
+        """The loss parts, and the (logits, labels) of the masked tokens and of the masked
+        regions (None logits without MRC)."""
         hidden = self.encoder(batch.inputs).last_hidden_state  # (B, N, D)
         at_tokens = batch.mlm_labels >= 0  # (B, N)
         token_labels = batch.mlm_labels[at_tokens]  # (M,)
         token_logits = self.mlm(
             hidden[at_tokens], self.encoder.embeddings.word_embeddings.weight
         )  # (M, V)
-        loss_mlm = masked_cross_entropy(token_logits, token_labels)
         at_regions = batch.mrc_labels >= 0  # (B, N)
         region_labels = batch.mrc_labels[at_regions]  # (M',)
         region_logits = None
@@ -65,34 +83,11 @@ class PretrainTask(nn.Module):
             loss_mrc = masked_cross_entropy(region_logits, region_labels)
         else:
             loss_mrc = hidden.sum() * 0
-        if not with_metrics:  # validation sums over samples itself
-            loss_mlm = global_mean(loss_mlm, at_tokens.sum(), self.sum_over_processes)
-            loss_mrc = global_mean(loss_mrc, at_regions.sum(), self.sum_over_processes)
-        total = loss_mlm + self.mrc_weight * loss_mrc
         parts = {
-            "loss": total.detach(),
-            "loss_mlm": loss_mlm.detach(),
-            "loss_mrc": loss_mrc.detach(),
+            "mlm": LossPart(masked_cross_entropy(token_logits, token_labels), at_tokens.sum()),
+            "mrc": LossPart(loss_mrc, at_regions.sum(), self.mrc_weight),
         }
-        if with_metrics:
-            parts["mlm_correct"] = (token_logits.argmax(-1) == token_labels).sum()
-            parts["mlm_by_token"] = torch.bincount(token_labels, minlength=token_logits.shape[-1])
-            parts["mlm_total"] = torch.tensor(len(token_labels), device=hidden.device)
-            correct = (
-                (region_logits.argmax(-1) == region_labels).sum()
-                if region_logits is not None
-                else torch.zeros((), dtype=torch.long, device=hidden.device)
-            )
-            parts["mrc_correct"] = correct
-            parts["mrc_by_class"] = (
-                torch.bincount(region_labels, minlength=region_logits.shape[-1])
-                if region_logits is not None
-                else torch.zeros(1, dtype=torch.long, device=hidden.device)
-            )
-            parts["mrc_total"] = torch.tensor(
-                len(region_labels) if region_logits is not None else 0, device=hidden.device
-            )
-        return total, parts
+        return TaskOutput(parts), (token_logits, token_labels), (region_logits, region_labels)
 
 
 def summarize(counts: dict[str, Tensor]) -> dict[str, float]:

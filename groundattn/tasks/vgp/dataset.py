@@ -72,6 +72,7 @@ class VGPBatch(TaskBatch):
 
 
 TRUNCATED_PAIRS = "VGP pairs with a phrase cut off by truncation"
+BOXLESS = "visual phrases whose entity has no box (e.g. scenes; no grounding)"
 
 
 class VGPDataset(TaskDataset):
@@ -104,6 +105,7 @@ class VGPDataset(TaskDataset):
         self.store = FeatureStore(root / "features" / f"{split}.h5")
         self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         self.negatives, self.seed, self.epoch = negatives, seed, 0
+        self.iou_threshold = iou_threshold
         captions = {i: entities.captions(i) for i in self.image_ids}
         for i, caps in captions.items():
             if len(caps) != 5:
@@ -111,66 +113,33 @@ class VGPDataset(TaskDataset):
                     root / "Sentences" / f"{i}.txt",
                     f"expected 5 captions (one a line), found {len(caps)}",
                 )
-        vgp_csv = root / "vgp" / f"{split}.csv"
-        matched = None
-        if vgp_csv.is_file():
-            records, dropped = screen_records(read_vgp_csv(vgp_csv), set(entities.splits[split]))
-            for reason, count in dropped.items():
-                self.drop(reason, count)
-            kept_images = set(self.image_ids)  # max_images: a cap, not a loss
-            matched = match_pairs([r for r in records if r.image_id in kept_images], captions)
-            self.drop(UNMATCHED_ROWS, len(matched.unmatched))
-            self.drop(CONFLICTING_ROWS, len(matched.conflicts))
-        else:
-            log.warning("%s: no VGP pairs; VGP classification gets no examples", vgp_csv)
+        matched = self._read_pairs(
+            root / "vgp" / f"{split}.csv", set(entities.splits[split]), captions
+        )
         flat = [c for i in self.image_ids for c in captions[i]]
         tokenized = tokenize_captions(tokenizer, flat, max_caption_tokens)
         self.drop(
             f"phrases cut off whole by truncation to {max_caption_tokens} word pieces",
             sum(t.dropped_phrases for t in tokenized),
         )
-
         self.rows, self.boxes, self.captions, self.pairs = [], [], [], []
-        only_r0, boxless, ungrounded = [], 0, 0
+        only_r0 = []
         for n, image_id in enumerate(self.image_ids):
-            layout = self.store.layout(image_id)
-            selected = select_regions(layout, regions, max_regions)
+            selected = select_regions(self.store.layout(image_id), regions, max_regions)
             if len(selected) == 1:
                 only_r0.append(image_id)
             chain_boxes = entities.annotation(image_id).boxes
             grounded = ground_chains(chain_boxes, selected, iou_threshold)
             self.rows.append(selected.store_rows)
             self.boxes.append(torch.from_numpy(selected.normalized_boxes))
-            caps = []
-            for caption, tok in zip(captions[image_id], tokenized[5 * n : 5 * n + 5], strict=True):
-                kept, index = [], {}
-                for p, (phrase, span) in enumerate(
-                    zip(caption.phrases, tok.phrase_spans, strict=True)
-                ):
-                    if span is not None and phrase.is_visual:
-                        index[p] = len(kept)
-                        kept.append((span, grounded.get(phrase.chain_id, [])))
-                        if phrase.chain_id not in grounded:
-                            has_box = len(chain_boxes.get(phrase.chain_id, ())) > 0
-                            ungrounded, boxless = ungrounded + has_box, boxless + (not has_box)
-                caps.append(_EncodedCaption(tok.token_ids, kept, index))
+            caps = [
+                self._encode_caption(caption, tok, grounded, chain_boxes)
+                for caption, tok in zip(
+                    captions[image_id], tokenized[5 * n : 5 * n + 5], strict=True
+                )
+            ]
             self.captions.append(caps)
-            pairs = {}
-            for i, j in CAPTION_PAIRS:
-                phrase_pairs = matched.pairs_for(image_id, i, j) if matched else []
-                phrases_i, phrases_j = captions[image_id][i].phrases, captions[image_id][j].phrases
-                pairs[i, j] = [
-                    (
-                        caps[i].phrase_index[phrases_i.index(pp.phrase1)],
-                        caps[j].phrase_index[phrases_j.index(pp.phrase2)],
-                        int(pp.label),
-                    )
-                    for pp in phrase_pairs
-                    if phrases_i.index(pp.phrase1) in caps[i].phrase_index
-                    and phrases_j.index(pp.phrase2) in caps[j].phrase_index
-                ]
-                self.drop(TRUNCATED_PAIRS, len(phrase_pairs) - len(pairs[i, j]))
-            self.pairs.append(pairs)
+            self.pairs.append(self._pairs(matched, image_id, captions[image_id], caps))
         if len(only_r0) == len(self.image_ids):
             raise FormatError(
                 self.store.path,
@@ -178,13 +147,59 @@ class VGPDataset(TaskDataset):
                 f"(a bottom-up store holds detected boxes: set data.regions=detected)",
             )
         self.drop(f"images with no {regions!r} box (r0 alone)", len(only_r0))
-        self.drop("visual phrases whose entity has no box (e.g. scenes; no grounding)", boxless)
-        self.drop(
-            f"visual phrases with no region of IoU >= {iou_threshold} to their boxes "
-            "(trained with no grounding)",
-            ungrounded,
-        )
         self.nearest = self._nearest_images() if negatives == "hard" else None
+
+    def _read_pairs(self, vgp_csv: Path, split_images: set[int], captions: dict):
+        """The split's VGP rows matched to caption phrases (None without a VGP CSV);
+        screened and unmatched rows are counted as dropped."""
+        if not vgp_csv.is_file():
+            log.warning("%s: no VGP pairs; VGP classification gets no examples", vgp_csv)
+            return None
+        records, dropped = screen_records(read_vgp_csv(vgp_csv), split_images)
+        for reason, count in dropped.items():
+            self.drop(reason, count)
+        kept_images = set(self.image_ids)  # max_images: a cap, not a loss
+        matched = match_pairs([r for r in records if r.image_id in kept_images], captions)
+        self.drop(UNMATCHED_ROWS, len(matched.unmatched))
+        self.drop(CONFLICTING_ROWS, len(matched.conflicts))
+        return matched
+
+    def _encode_caption(self, caption, tok, grounded: dict, chain_boxes: dict) -> _EncodedCaption:
+        """A caption's word pieces and its visual phrases (kept when not cut off) with the
+        region slots of their chain; phrases without grounding are counted."""
+        kept, index = [], {}
+        for p, (phrase, span) in enumerate(zip(caption.phrases, tok.phrase_spans, strict=True)):
+            if span is None or not phrase.is_visual:
+                continue
+            index[p] = len(kept)
+            kept.append((span, grounded.get(phrase.chain_id, [])))
+            if phrase.chain_id not in grounded:
+                has_box = len(chain_boxes.get(phrase.chain_id, ())) > 0
+                ungrounded = (
+                    f"visual phrases with no region of IoU >= {self.iou_threshold} to their boxes "
+                    "(trained with no grounding)"
+                )
+                self.drop(ungrounded if has_box else BOXLESS)
+        return _EncodedCaption(tok.token_ids, kept, index)
+
+    def _pairs(self, matched, image_id: int, captions: list, caps: list[_EncodedCaption]) -> dict:
+        """(caption i, caption j) → [(phrase of i, phrase of j, VGP class)] for the kept phrases."""
+        pairs = {}
+        for i, j in CAPTION_PAIRS:
+            phrase_pairs = matched.pairs_for(image_id, i, j) if matched else []
+            phrases_i, phrases_j = captions[i].phrases, captions[j].phrases
+            pairs[i, j] = [
+                (
+                    caps[i].phrase_index[phrases_i.index(pp.phrase1)],
+                    caps[j].phrase_index[phrases_j.index(pp.phrase2)],
+                    int(pp.label),
+                )
+                for pp in phrase_pairs
+                if phrases_i.index(pp.phrase1) in caps[i].phrase_index
+                and phrases_j.index(pp.phrase2) in caps[j].phrase_index
+            ]
+            self.drop(TRUNCATED_PAIRS, len(phrase_pairs) - len(pairs[i, j]))
+        return pairs
 
     def _nearest_images(self) -> np.ndarray:
         """Index of the visually nearest other image (cosine of whole-image features)."""

@@ -19,7 +19,7 @@ the attention supervision (none, indirect, direct, semi-direct):
     hidden states at every valid position (text, regions, [END]).
 
   The ``T²`` keeps the gradients' scale independent of ``T`` (Hinton et al.).
-  Each is a mean over the positions of the global batch (``global_mean``).
+  Each is a mean over the positions of the global batch (a :class:`LossPart`).
 
 - **EWC** (Kirkpatrick et al. 2017): ``λ/2 · Σ_i F_i (θ_i − θ*_i)²`` over the
   encoder's trained parameters, ``θ*`` the anchor (``model.init``) and ``F``
@@ -45,7 +45,6 @@ the student's device on first use.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from groundattn.model import EncoderOutput, VLBatch, VLEncoder
-from groundattn.tasks.common import global_mean
+from groundattn.tasks.common import LossPart
 from groundattn.tasks.pretrain import PretrainTask
 
 
@@ -148,38 +147,29 @@ class Regularizers:
         return self
 
     def __call__(
-        self,
-        encoder: VLEncoder,
-        inputs: VLBatch,
-        out: EncoderOutput,
-        sum_over_processes: Callable[[Tensor], Tensor] | None = None,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The weighted sum of the terms and, unweighted, each term (``loss_kd_*``, ``loss_ewc``)."""
+        self, encoder: VLEncoder, inputs: VLBatch, out: EncoderOutput
+    ) -> dict[str, LossPart]:
+        """The terms as weighted loss parts: ``kd_mlm``, ``kd_mrc``, ``kd_hidden``, ``ewc``."""
         hidden = out.last_hidden_state  # (B, N, D)
         if self.device != hidden.device:
             self.to(hidden.device)
-        parts: dict[str, Tensor] = {}
-        total = hidden.sum() * 0
-        if self.distill is not None:
-            for name, (value, weight) in self._distill(
-                encoder, inputs, out, sum_over_processes
-            ).items():
-                parts[name] = value
-                total = total + weight * value
+        parts = {} if self.distill is None else self._distill(encoder, inputs, out)
         if self.ewc is not None:
             trained = {n: p for n, p in encoder.named_parameters() if p.requires_grad}
-            parts["loss_ewc"] = ewc_penalty(trained, self.ewc.anchor, self.ewc.fisher)
-            total = total + self.ewc.weight * parts["loss_ewc"]
-        return total, parts
+            penalty = ewc_penalty(trained, self.ewc.anchor, self.ewc.fisher)
+            # One penalty a process, the same on each: its global mean is itself.
+            one = torch.ones((), dtype=torch.long, device=hidden.device)
+            parts["ewc"] = LossPart(penalty, one, self.ewc.weight)
+        return parts
 
-    def _distill(self, encoder, inputs, out, sum_) -> dict[str, tuple[Tensor, float]]:
+    def _distill(self, encoder, inputs, out) -> dict[str, LossPart]:
         spec, teacher = self.distill, self.teacher
         teacher.eval()  # never dropout, whatever mode the student is in
         with torch.no_grad():
             taught = teacher.encoder(inputs).last_hidden_state  # (B, N, D)
         hidden = out.last_hidden_state  # (B, N, D)
         text = inputs.text_mask  # (B, N)
-        terms: dict[str, tuple[Tensor, float]] = {}
+        terms: dict[str, LossPart] = {}
         if spec.mlm_weight:
             student = teacher.mlm(hidden[text], encoder.embeddings.word_embeddings.weight)  # (M, V)
             with torch.no_grad():
@@ -187,16 +177,16 @@ class Regularizers:
                     taught[text], teacher.encoder.embeddings.word_embeddings.weight
                 )
             loss = kl_distillation(student, target, spec.mlm_temperature)
-            terms["loss_kd_mlm"] = (global_mean(loss, text.sum(), sum_), spec.mlm_weight)
+            terms["kd_mlm"] = LossPart(loss, text.sum(), spec.mlm_weight)
         if spec.mrc_weight:
             classified = inputs.candidate_mask  # every region but r0
             student = teacher.mrc(hidden[classified])  # (M', C)
             with torch.no_grad():
                 target = teacher.mrc(taught[classified])
             loss = kl_distillation(student, target, spec.mrc_temperature)
-            terms["loss_kd_mrc"] = (global_mean(loss, classified.sum(), sum_), spec.mrc_weight)
+            terms["kd_mrc"] = LossPart(loss, classified.sum(), spec.mrc_weight)
         if spec.hidden_weight:
             valid = inputs.valid_mask  # (B, N)
             loss = hidden_distillation(hidden[valid], taught[valid], spec.hidden_loss)
-            terms["loss_kd_hidden"] = (global_mean(loss, valid.sum(), sum_), spec.hidden_weight)
+            terms["kd_hidden"] = LossPart(loss, valid.sum(), spec.hidden_weight)
         return terms

@@ -9,8 +9,6 @@ full probabilities, and only then.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -23,7 +21,7 @@ from groundattn.supervision import (
     phrase_grounding_hits,
     rollout,
 )
-from groundattn.tasks.common import global_mean
+from groundattn.tasks.common import LossPart, Task, TaskOutput
 from groundattn.tasks.vgp.dataset import VGPBatch
 from groundattn.tasks.vgp.regularizers import Regularizers
 from groundattn.tasks.vgp.supervision import Needs, NoSupervision, Supervision
@@ -34,7 +32,7 @@ NUM_VGP_CLASSES = 5
 GROUNDED_HEAD_ACCURACY = 0.5
 
 
-class VGPTask(nn.Module):
+class VGPTask(Task):
     """Heads and losses of VGP fine-tuning over a :class:`VLEncoder`.
 
     ``supervision`` is the attention-supervision method
@@ -65,55 +63,47 @@ class VGPTask(nn.Module):
                 f"head_mask must be a non-empty ({L}, {H}) mask, got shape {tuple(mask.shape)}"
             )
         self.register_buffer("head_mask", mask, persistent=False)
-        self.sum_over_processes: Callable[[Tensor], Tensor] | None = None
         # Against forgetting (KD, EWC); not a sub-module: the teacher is not this model's.
         self.regularizers = regularizers
 
-    def forward(
-        self, batch: VGPBatch, *, with_metrics: bool = False
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Returns the total loss and, detached, each part (and validation counts on request)."""
-        # Validation counts need the probabilities, so validation takes the full path.
-        rows = None if with_metrics else self.supervision.rows(batch)
-        needs_probs = with_metrics or self.supervision.needs is Needs.PROBABILITIES
+    def forward(self, batch: VGPBatch) -> TaskOutput:
+        """Identification, VGP classification, the attention supervision and the regularisers."""
+        rows = self.supervision.rows(batch)
         out = self.encoder(
             batch.inputs,
             attention_rows=None if rows is None else rows[0],
-            output_attentions=needs_probs,
+            output_attentions=self.supervision.needs is Needs.PROBABILITIES,
         )
+        output = self._output(out, batch, rows)[0]
+        if self.regularizers is not None:
+            output.parts.update(self.regularizers(self.encoder, batch.inputs, out))
+        return output
+
+    def validate(self, batch: VGPBatch) -> tuple[TaskOutput, dict[str, Tensor]]:
+        # Validation counts need the probabilities, so validation takes the full path.
+        out = self.encoder(batch.inputs, output_attentions=True)
+        output, id_logits, (vgp_logits, vgp_labels) = self._output(out, batch, None)
+        return output, self._counts(out, batch, id_logits, vgp_logits, vgp_labels)
+
+    def _output(self, out, batch: VGPBatch, rows) -> tuple[TaskOutput, Tensor, tuple]:
+        """The loss parts (Eq. 9), the identification logits and the VGP (logits, labels)."""
         hidden = out.last_hidden_state  # (B, N, D)
         id_logits = self.identification(hidden[:, 0])  # (B, 3)
-        loss_id = F.cross_entropy(id_logits, batch.id_labels)
         phrases = max_pool_spans(hidden, batch.phrase_mask)  # (B, P, D)
         vgp_logits, vgp_labels = self._pair_logits(phrases, batch.pairs)  # (M, 5), (M,)
         loss_vgp = F.cross_entropy(vgp_logits, vgp_labels) if len(vgp_labels) else hidden.sum() * 0
         att = self.supervision(out, batch, self.head_mask, rows)
-        loss_txt2img, loss_img2txt = att.txt2img, att.img2txt
-        if not with_metrics:  # validation sums over samples itself
-            sum_, device = self.sum_over_processes, hidden.device
-            loss_id = global_mean(loss_id, torch.tensor(len(batch), device=device), sum_)
-            loss_vgp = global_mean(loss_vgp, torch.tensor(len(vgp_labels), device=device), sum_)
-            loss_txt2img = global_mean(loss_txt2img, att.txt2img_rows, sum_)
-            loss_img2txt = global_mean(loss_img2txt, att.img2txt_rows, sum_)
-        loss_att = loss_txt2img + loss_img2txt
-        total = loss_id + loss_vgp + self.supervision.weight * loss_att
+        weight = self.supervision.weight
+        device = hidden.device
         parts = {
-            "loss": total.detach(),
-            "loss_id": loss_id.detach(),
-            "loss_vgp": loss_vgp.detach(),
-            "loss_att": loss_att.detach(),
-            "loss_att_txt2img": loss_txt2img.detach(),
-            "loss_att_img2txt": loss_img2txt.detach(),
+            "id": LossPart(
+                F.cross_entropy(id_logits, batch.id_labels), torch.tensor(len(batch), device=device)
+            ),
+            "vgp": LossPart(loss_vgp, torch.tensor(len(vgp_labels), device=device)),
+            "att_txt2img": LossPart(att.txt2img, att.txt2img_rows, weight),
+            "att_img2txt": LossPart(att.img2txt, att.img2txt_rows, weight),
         }
-        if self.regularizers is not None and not with_metrics:  # training only
-            extra, terms = self.regularizers(
-                self.encoder, batch.inputs, out, self.sum_over_processes
-            )
-            total = total + extra
-            parts.update({k: v.detach() for k, v in terms.items()}, loss=total.detach())
-        if with_metrics:
-            parts.update(self._counts(out, batch, id_logits, vgp_logits, vgp_labels))
-        return total, parts
+        return TaskOutput(parts), id_logits, (vgp_logits, vgp_labels)
 
     def _pair_logits(self, phrases: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
         valid = pairs[..., 2] >= 0  # (B, K)

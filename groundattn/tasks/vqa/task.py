@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from groundattn.data.vqa import ANSWER_TYPES
 from groundattn.model import VLEncoder
+from groundattn.tasks.common import LossPart, Task, TaskOutput
 from groundattn.tasks.vqa.dataset import VQABatch
 
 
@@ -44,7 +45,7 @@ class AnswerHead(nn.Module):
         return self.mlp(states)  # (B, A)
 
 
-class VQATask(nn.Module):
+class VQATask(Task):
     """An answer head over a :class:`VLEncoder`."""
 
     def __init__(
@@ -72,20 +73,18 @@ class VQATask(nn.Module):
         ]  # (B, D)
         return self.head(at_mask)
 
-    def forward(
-        self, batch: VQABatch, *, with_metrics: bool = False
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Returns the loss and, detached, its value (and validation counts on request).
+    def forward(self, batch: VQABatch) -> TaskOutput:
+        """Soft BCE against the answers' scores, a mean over the questions."""
+        return self._output(self.logits(batch), batch)
 
-        The loss is a mean over questions: every process holds the same number
-        of them, so no normalisation over the global batch is needed.
-        """
+    def validate(self, batch: VQABatch) -> tuple[TaskOutput, dict[str, Tensor]]:
         logits = self.logits(batch)
-        loss = soft_bce(logits, batch.targets)
-        parts = {"loss": loss.detach()}
-        if with_metrics:
-            parts.update(accuracy_counts(logits, batch.answer_accuracy, batch.answer_type))
-        return loss, parts
+        counts = accuracy_counts(logits, batch.answer_accuracy, batch.answer_type)
+        return self._output(logits, batch), counts
+
+    def _output(self, logits: Tensor, batch: VQABatch) -> TaskOutput:
+        count = torch.tensor(len(batch), device=logits.device)
+        return TaskOutput({"answers": LossPart(soft_bce(logits, batch.targets), count)})
 
 
 def accuracy_counts(

@@ -37,10 +37,14 @@ def test_forward_counts_and_gradients(small_scenes, tokenizer, tiny_encoder):
     dataset = PhraseGroundingDataset(small_scenes, "val", tokenizer, boxes="detected")
     task = PhraseGroundingTask(tiny_encoder)
     batch = collate_phrase_grounding([dataset[i] for i in range(8)])
-    loss, parts = task(batch, with_metrics=True)
+    output, parts = task.validate(batch)
+    loss, logged = task(batch).loss()
     scores = task.scores(batch)
     targets, candidates = batch.targets, batch.candidates
-    torch.testing.assert_close(parts["loss"], region_bce(scores, targets, candidates).detach())
+    torch.testing.assert_close(logged["loss"], region_bce(scores, targets, candidates).detach())
+    part = output.parts["regions"]
+    assert part.count == batch.candidates.sum() and part.weight == 1.0
+    torch.testing.assert_close(part.mean, logged["loss"])
     for k in (1, 5):
         assert parts[f"hits_at_{k}"] == top_k_hits(scores, targets, candidates, k).sum()
         torch.testing.assert_close(

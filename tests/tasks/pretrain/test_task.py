@@ -36,7 +36,8 @@ def _batch(config, mlm=((1, 1005), (3, 1007)), mrc=((0, 2, 1), (1, 3, 0))) -> Pr
 def test_losses_and_counts_by_hand(tiny_encoder):
     task = PretrainTask(tiny_encoder, num_region_classes=4).eval()
     batch = _batch(tiny_encoder.config)
-    loss, parts = task(batch, with_metrics=True)
+    output, parts = task.validate(batch)
+    loss, logged = output.loss()
     hidden = tiny_encoder(batch.inputs).last_hidden_state
     W = tiny_encoder.embeddings.word_embeddings.weight
     token_logits = task.mlm.transform(hidden[[0, 1], [1, 3]]) @ W.T + task.mlm.bias  # (2, V)
@@ -45,18 +46,20 @@ def test_losses_and_counts_by_hand(tiny_encoder):
         task.mrc.transform(hidden[[0, 1], [4 + 2, 6 + 3]])
     )  # (2, 4)
     expected_mrc = -region_logits.log_softmax(-1)[[0, 1], [1, 0]].mean()
-    torch.testing.assert_close(parts["loss_mlm"], expected_mlm.detach())
-    torch.testing.assert_close(parts["loss_mrc"], expected_mrc.detach())
+    torch.testing.assert_close(logged["loss_mlm"], expected_mlm.detach())
+    torch.testing.assert_close(logged["loss_mrc"], expected_mrc.detach())
+    assert output.parts["mlm"].count == 2 and output.parts["mrc"].count == 2
     torch.testing.assert_close(loss, expected_mlm + expected_mrc)
     assert parts["mlm_correct"] == (token_logits.argmax(-1) == torch.tensor([1005, 1007])).sum()
     assert parts["mlm_total"] == 2 and parts["mrc_total"] == 2
-    metrics = summarize({k: v for k, v in parts.items() if not k.startswith("loss")})
+    metrics = summarize(parts)
     assert metrics["mlm_tokens"] == 2 and metrics["mrc_regions"] == 2 and "mrc_accuracy" in metrics
 
 
 def test_nothing_masked_gives_zero_and_no_nan(tiny_encoder):
     task = PretrainTask(tiny_encoder, num_region_classes=4)
-    loss, parts = task(_batch(tiny_encoder.config, mlm=(), mrc=()), with_metrics=True)
+    output, parts = task.validate(_batch(tiny_encoder.config, mlm=(), mrc=()))
+    loss = output.loss()[0]
     assert loss.item() == 0.0 and torch.isfinite(loss)
     loss.backward()
     assert "mrc_accuracy" not in summarize(parts) and summarize(parts)["mlm_accuracy"] == 0.0
@@ -73,7 +76,7 @@ def test_mlm_head_is_tied_to_the_word_embeddings(tiny_encoder):
     assert task.mrc is None and not any(
         k.startswith("mlm") and "word" in k for k in task.state_dict()
     )
-    loss, _ = task(_batch(tiny_encoder.config))
+    loss, _ = task(_batch(tiny_encoder.config)).loss()
     loss.backward()
     W = tiny_encoder.embeddings.word_embeddings.weight
     # The decoder's gradient lands on every row of the vocabulary, not only on the input words.
@@ -82,7 +85,7 @@ def test_mlm_head_is_tied_to_the_word_embeddings(tiny_encoder):
 
 def test_gradients_reach_the_encoder(tiny_encoder):
     task = PretrainTask(tiny_encoder, num_region_classes=4)
-    loss, _ = task(_batch(tiny_encoder.config))
+    loss, _ = task(_batch(tiny_encoder.config)).loss()
     loss.backward()
     for name in (
         "encoder.layer.0.attention.self.query.weight",

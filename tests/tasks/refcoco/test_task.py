@@ -80,11 +80,15 @@ def test_forward_counts_and_gradients(small_scenes, tokenizer, tiny_encoder):
     )
     task = RefCOCOTask(tiny_encoder)
     batch = collate_refcoco([dataset[i] for i in range(8)])
-    loss, parts = task(batch, with_metrics=True)
+    output, parts = task.validate(batch)
+    loss, logged = task(batch).loss()
     scores = task.scores(batch)
     torch.testing.assert_close(
-        parts["loss"], region_bce(scores, batch.targets, batch.candidates).detach()
+        logged["loss"], region_bce(scores, batch.targets, batch.candidates).detach()
     )
+    part = output.parts["regions"]
+    assert part.count == batch.candidates.sum() and part.weight == 1.0
+    torch.testing.assert_close(part.mean, logged["loss"])
     assert parts["correct"] == top_region_hits(scores, batch.targets, batch.candidates).sum()
     assert parts["sentences"] == 8 and parts["answerable"] == sum(
         any(dataset.targets[i]) for i in range(8)

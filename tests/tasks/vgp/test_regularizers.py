@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 
 from groundattn.config import SupervisionSection
 from groundattn.model import VLEncoder, preset
@@ -89,6 +90,13 @@ def test_ewc_by_hand():
     assert theta["a"].grad.tolist() == [2.0, 0.0]  # F (θ − θ*)
 
 
+def _terms(regularizers: Regularizers, encoder: VLEncoder, inputs) -> tuple[Tensor, dict]:
+    """The weighted sum of the regularisers' parts and each part's mean, as ``loss_<name>``."""
+    parts = regularizers(encoder, inputs, encoder(inputs))
+    total = sum(part.weight * part.mean for part in parts.values())
+    return total, {f"loss_{name}": part.mean for name, part in parts.items()}
+
+
 @pytest.mark.parametrize("hidden_loss", ["mse", "cosine"])
 def test_distillation_from_itself_is_zero_with_zero_gradient(hidden_loss):
     config = _config()
@@ -97,7 +105,7 @@ def test_distillation_from_itself_is_zero_with_zero_gradient(hidden_loss):
     spec = DistillSpec(1.0, 2.0, 1.0, 2.0, 1.0, hidden_loss)
     regularizers = Regularizers(teacher, spec, _ewc(student))
     batch = _batch(config)
-    total, parts = regularizers(student, batch.inputs, student(batch.inputs))
+    total, parts = _terms(regularizers, student, batch.inputs)
     assert set(parts) == {"loss_kd_mlm", "loss_kd_mrc", "loss_kd_hidden", "loss_ewc"}
     for name, value in parts.items():
         assert abs(float(value)) < 1e-5, name
@@ -112,7 +120,7 @@ def test_distillation_by_hand_on_a_tiny_model():
     teacher = _teacher(config)
     student = _perturbed(teacher.encoder)
     batch = _batch(config)
-    _, parts = Regularizers(teacher, ALL_TERMS)(student, batch.inputs, student(batch.inputs))
+    _, parts = _terms(Regularizers(teacher, ALL_TERMS), student, batch.inputs)
     hs = student(batch.inputs).last_hidden_state.detach()
     ht = teacher.encoder(batch.inputs).last_hidden_state.detach()
     inputs = batch.inputs
@@ -148,12 +156,12 @@ def test_ewc_at_and_away_from_the_anchor():
     ewc = _ewc(encoder, weight=3.0)
     batch = _batch(config)
     regularizers = Regularizers(ewc=ewc)
-    total, parts = regularizers(encoder, batch.inputs, encoder(batch.inputs))
+    total, parts = _terms(regularizers, encoder, batch.inputs)
     total.backward()
     assert float(total) == 0.0 and all(float(p.grad.abs().max()) == 0 for p in encoder.parameters())
     moved = _perturbed(encoder)
     moved.embeddings.word_embeddings.weight.requires_grad_(False)  # frozen: not penalised
-    total, parts = regularizers(moved, batch.inputs, moved(batch.inputs))
+    total, parts = _terms(regularizers, moved, batch.inputs)
     named = {n: p for n, p in moved.named_parameters() if p.requires_grad}
     by_hand = sum(
         float((ewc.fisher[n] * (p.detach() - ewc.anchor[n]) ** 2).sum()) for n, p in named.items()
@@ -180,8 +188,8 @@ def test_composes_with_every_supervision_method(method):
     plain = VGPTask(encoder, build_supervision(section, config.hidden_size))
     plain.load_state_dict(task.state_dict())  # the regularisers add no weights
     batch = _batch(config)
-    loss, parts = task(batch)
-    _, base = plain(batch)
+    loss, parts = task(batch).loss()
+    _, base = plain(batch).loss()
     expected = (
         base["loss"]
         + 0.5 * parts["loss_kd_mlm"]
@@ -194,8 +202,8 @@ def test_composes_with_every_supervision_method(method):
     loss.backward()
     assert encoder.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
     assert not any(k.startswith("teacher") for k in task.state_dict())
-    _, validation = task(batch, with_metrics=True)  # validation: the VGP losses only
-    assert "loss_kd_mlm" not in validation
+    validation, _ = task.validate(batch)  # validation: the VGP losses only
+    assert set(validation.parts) == {"id", "vgp", "att_txt2img", "att_img2txt"}
 
 
 def test_mrc_distillation_needs_a_teacher_with_mrc():

@@ -69,7 +69,10 @@ def test_the_task_weighs_the_attention_loss_by_the_methods_lambda(weight):
     config = preset("tiny")
     encoder = VLEncoder(config).eval()
     batch = _batch(config)
-    _, parts = VGPTask(encoder, Direct(weight)).eval()(batch)
-    expected = parts["loss_id"] + parts["loss_vgp"] + weight * parts["loss_att"]
+    output = VGPTask(encoder, Direct(weight)).eval()(batch)
+    _, parts = output.loss()
+    attention = parts["loss_att_txt2img"] + parts["loss_att_img2txt"]
+    expected = parts["loss_id"] + parts["loss_vgp"] + weight * attention
     torch.testing.assert_close(parts["loss"], expected)
-    assert parts["loss_att"] > 0
+    assert attention > 0
+    assert output.parts["att_txt2img"].weight == output.parts["att_img2txt"].weight == weight

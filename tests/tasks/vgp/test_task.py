@@ -47,10 +47,10 @@ def test_every_loss_part_is_reported_and_trains(method):
     config = preset("tiny")
     supervision = build_supervision(SupervisionSection(method=method), config.hidden_size)
     task = VGPTask(VLEncoder(config), supervision)
-    loss, parts = task(_batch(config))
+    loss, parts = task(_batch(config)).loss()
     loss.backward()
     assert {"loss_id", "loss_vgp", "loss_att_txt2img", "loss_att_img2txt"} <= set(parts)
-    assert (parts["loss_att"] > 0) == (method != "none")
+    assert (parts["loss_att_txt2img"] > 0) == (method != "none")
     assert task.encoder.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
 
 
@@ -61,12 +61,13 @@ def test_head_selection_supervises_only_those_heads():
     mask[1, 2] = mask[0, 0] = True
     task = VGPTask(encoder, Direct(), head_mask=mask).eval()
     batch = _batch(config)
-    _, parts = task(batch)
+    _, parts = task(batch).loss()
     probs = encoder(batch.inputs, output_attentions=True).attention.probs  # (B, L, H, N, N)
     expected = direct_loss(
         probs[:, mask][:, None], batch.grounding, batch.inputs.text_mask, batch.inputs.region_mask
     )
-    torch.testing.assert_close(parts["loss_att"], expected.total, atol=1e-5, rtol=1e-5)
+    attention = parts["loss_att_txt2img"] + parts["loss_att_img2txt"]
+    torch.testing.assert_close(attention, expected.total, atol=1e-5, rtol=1e-5)
     # The cheap path read the rows direct supervision needs.
     rows, _ = supervised_rows(batch.grounding)
     assert rows.shape[1] == 5  # sample 0: tokens 1, 2, 4 and regions 7, 9

@@ -80,7 +80,7 @@ def test_counted_accuracy_equals_the_official_evaluation(small_scenes, tokenizer
     with torch.no_grad():
         for start in range(0, len(dataset), 8):
             batch = collate_vqa([dataset[i] for i in range(start, min(start + 8, len(dataset)))])
-            _, parts = task(batch, with_metrics=True)
+            _, parts = task.validate(batch)
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0) + value
             best = task.logits(batch).argmax(-1)
@@ -109,9 +109,11 @@ def test_gradients_reach_the_encoder(small_scenes, tokenizer, tiny_encoder):
         examples, FeatureStore(small_scenes / "features" / "val.h5"), answers, tokenizer
     )
     task = VQATask(tiny_encoder, len(answers))
-    loss, parts = task(collate_vqa([dataset[i] for i in range(6)]))
+    output = task(collate_vqa([dataset[i] for i in range(6)]))
+    loss, logged = output.loss()
     loss.backward()
-    assert set(parts) == {"loss"} and torch.isfinite(loss)
+    assert set(logged) == {"loss"} and torch.isfinite(loss)  # one part: no loss_answers beside it
+    assert output.parts["answers"].count == 6
     for name in (
         "encoder.layer.0.attention.self.query.weight",
         "embeddings.visual.feature_projection.weight",
