@@ -6,6 +6,7 @@
 - :func:`grounding_accuracy`, :func:`grounding_hits`, :func:`grounding_chance`: attention
   grounding accuracy and its chance level; :func:`phrase_grounding_hits`: zero-shot
   phrase grounding (Recall@1) by each head.
+- :func:`token_spread`: how distinct a sample's regions (or words) stay, layer by layer.
 """
 
 from groundattn.supervision.accuracy import (
@@ -19,6 +20,7 @@ from groundattn.supervision.indirect import IndirectGroundingClassifier, indirec
 from groundattn.supervision.rollout import rollout, semi_direct_loss
 from groundattn.supervision.rows import SupervisionLoss, supervised_rows
 from groundattn.supervision.spans import max_pool_spans
+from groundattn.supervision.spread import token_spread
 
 __all__ = [
     "IndirectGroundingClassifier",
@@ -34,4 +36,5 @@ __all__ = [
     "rollout",
     "semi_direct_loss",
     "supervised_rows",
+    "token_spread",
 ]

@@ -68,7 +68,9 @@ def grounding_report(
     and ``phrase_recall_at_1``: zero-shot phrase grounding by attention, the
     arg-max over the regions (r0 excluded) of the mean attention of a phrase's
     tokens, per head and for the best head (by grounding accuracy), beside a
-    uniform pick.
+    uniform pick; and ``region_spread`` / ``text_spread``, how distinct a sample's
+    candidate regions and its words stay from the embeddings to the last layer
+    (:func:`~groundattn.supervision.token_spread`).
 
     Returns:
         The PNG.
@@ -126,6 +128,9 @@ def grounding_report(
             "threshold": threshold,
             "count": int((accuracy >= threshold).sum()),
         },
+        # How distinct the sample's regions (and its words) stay, embeddings then each layer.
+        "region_spread": metrics["region_spread_per_layer"],  # (L + 1,)
+        "text_spread": metrics["text_spread_per_layer"],  # (L + 1,)
         "phrase_recall_at_1": {
             "phrases": int(counts["phrase_total"]),
             "best_head": metrics["phrase_recall_at_1_best_head"],

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 from PIL import Image
 
@@ -47,3 +48,6 @@ def test_grounding_report_equals_the_trainers_validation_counts(scenes, model_di
     )
     assert recall["best_head"] == metrics["phrase_recall_at_1_best_head"]
     assert recall["baseline"] == metrics["phrase_recall_at_1_baseline"]
+    # Region spread: one value per state (embeddings, then each of the tiny model's 2 layers).
+    assert len(report["region_spread"]) == L + 1 == len(report["text_spread"])
+    assert report["region_spread"] == pytest.approx(metrics["region_spread_per_layer"], abs=1e-6)

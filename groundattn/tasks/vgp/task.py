@@ -20,6 +20,7 @@ from groundattn.supervision import (
     max_pool_spans,
     phrase_grounding_hits,
     rollout,
+    token_spread,
 )
 from groundattn.tasks.common import LossPart, Task, TaskOutput
 from groundattn.tasks.vgp.dataset import VGPBatch
@@ -81,7 +82,7 @@ class VGPTask(Task):
 
     def validate(self, batch: VGPBatch) -> tuple[TaskOutput, dict[str, Tensor]]:
         # Validation counts need the probabilities, so validation takes the full path.
-        out = self.encoder(batch.inputs, output_attentions=True)
+        out = self.encoder(batch.inputs, output_attentions=True, output_hidden_states=True)
         output, id_logits, (vgp_logits, vgp_labels) = self._output(out, batch, None)
         return output, self._counts(out, batch, id_logits, vgp_logits, vgp_labels)
 
@@ -131,7 +132,13 @@ class VGPTask(Task):
             confusion.index_put_(
                 (vgp_labels, vgp_logits.argmax(-1)), torch.ones_like(vgp_labels), accumulate=True
             )
+        region_spread, region_samples = token_spread(out.hidden_states, batch.inputs.candidate_mask)
+        text_spread, text_samples = token_spread(out.hidden_states, out.text_mask)
         return {
+            "region_spread": region_spread,  # (L + 1,)
+            "region_spread_samples": region_samples,
+            "text_spread": text_spread,  # (L + 1,)
+            "text_spread_samples": text_samples,
             "id_correct": (id_logits.argmax(-1) == batch.id_labels).sum(),
             "id_by_class": torch.bincount(batch.id_labels, minlength=3),  # (3,)
             "grounding_chance": grounding_chance(batch.grounding, out.region_mask),
@@ -185,6 +192,14 @@ def summarize(counts: dict[str, Tensor]) -> dict[str, float]:
         "phrase_recall_at_1_best_head": float(phrase_recall.flatten()[best]),
         "phrase_recall_at_1_baseline": float(counts["phrase_chance"] / phrases),
         "phrase_recall_at_1_per_head": phrase_recall.flatten().tolist(),  # (L·H,), row-major
+        # How distinct the candidate regions (and, beside them, the words) of a sample stay,
+        # embeddings then each layer (groundattn.supervision.spread).
+        "region_spread_per_layer": (
+            counts["region_spread"] / counts["region_spread_samples"].clamp_min(1)
+        ).tolist(),
+        "text_spread_per_layer": (
+            counts["text_spread"] / counts["text_spread_samples"].clamp_min(1)
+        ).tolist(),
     }
 
 

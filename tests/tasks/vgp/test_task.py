@@ -88,6 +88,10 @@ def test_summarize_by_hand():
         "phrase_hits": torch.tensor([[1, 0], [2, 1]]),
         "phrase_total": torch.tensor(2),
         "phrase_chance": torch.tensor(0.5, dtype=torch.float64),
+        "region_spread": torch.tensor([1.5, 0.75, 0.3], dtype=torch.float64),
+        "region_spread_samples": torch.tensor(3),
+        "text_spread": torch.tensor([6.0, 4.5, 3.0], dtype=torch.float64),
+        "text_spread_samples": torch.tensor(3),
     }
     m = summarize(counts)
     assert m["id_accuracy"] == 0.75 and m["vgp_accuracy"] == 0.8
@@ -105,6 +109,8 @@ def test_summarize_by_hand():
     assert m["grounded_heads"] == 2
     assert m["phrase_recall_at_1_best_head"] == 0.0 and m["phrase_recall_at_1_baseline"] == 0.25
     assert m["phrase_recall_at_1_per_head"] == [0.5, 0.0, 1.0, 0.5]
+    assert m["region_spread_per_layer"] == pytest.approx([0.5, 0.25, 0.1])  # sums / 3 samples
+    assert m["text_spread_per_layer"] == pytest.approx([2.0, 1.5, 1.0])
 
 
 def test_most_grounded_heads():
