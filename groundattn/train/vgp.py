@@ -16,6 +16,7 @@ from groundattn.tasks.vgp import (
     summarize,
 )
 from groundattn.tasks.vgp.regularizers import DistillSpec, EWCAnchor, Regularizers
+from groundattn.tasks.vgp.supervision import Needs
 from groundattn.train.checkpoint import MODEL_FILE
 from groundattn.train.checkpoint_io import read_tensors
 from groundattn.train.fisher import anchor_fisher, load_pretrained_task
@@ -38,6 +39,7 @@ class VGPRecipe(Recipe):
     def __init__(self, config: VGPConfig):
         super().__init__(config)
         self.regularizers: Regularizers | None = None
+        self.supervised_heads: list[list[int]] | None = None  # the head mask, once training starts
 
     def required_paths(self) -> list[tuple[str, Path]]:
         self.config.check_anchor()
@@ -83,14 +85,19 @@ class VGPRecipe(Recipe):
         return VGPTask(encoder, supervision, head_mask(self.config, L, H), self.regularizers)
 
     def summary_head(self) -> dict:
-        return {"method": self.config.supervision.method}
+        head = {"method": self.config.supervision.method}
+        if self.supervised_heads is not None:
+            head["supervised_heads"] = self.supervised_heads  # [layer, head], 0-based
+        return head
 
     def before_fit(self, trainer) -> None:
+        task = trainer.accelerator.unwrap_model(trainer.module)
         k = self.config.supervision.top_k_heads
         if k:
-            task = trainer.accelerator.unwrap_model(trainer.module)
             L, H = task.head_mask.shape
             task.head_mask.copy_(most_grounded_heads(_accuracy_table(trainer.history[0], L, H), k))
+        if task.supervision.needs in (Needs.ROW_LOGITS, Needs.PROBABILITIES):  # reads attention
+            self.supervised_heads = task.head_mask.nonzero().tolist()
 
 
 def build_regularizers(config: VGPConfig, device: torch.device) -> Regularizers | None:

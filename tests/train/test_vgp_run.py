@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import random
 import signal
@@ -66,11 +67,17 @@ def test_every_method_trains(small_scenes, tmp_path, method):
         ),
         tmp_path / method,
     )
-    assert summary["steps"] == 2
+    records = [json.loads(line) for line in (tmp_path / method / "metrics.jsonl").open()]
+    logged = [r for r in records if "loss" in r][-1]
+    attention = logged["loss_att_txt2img"] + logged["loss_att_img2txt"]
+    assert summary["steps"] == 2 and summary["method"] == method
+    assert (attention > 0) == (method != "none") and math.isfinite(logged["loss"])
+    # Only the methods that read attention have supervised heads to report.
+    assert ("supervised_heads" in summary) == (method == "semi-direct")
 
 
 def test_head_selection_and_top_k(small_scenes, tmp_path):
-    run(
+    chosen = run(
         VGPRecipe(
             _config(
                 small_scenes,
@@ -81,11 +88,15 @@ def test_head_selection_and_top_k(small_scenes, tmp_path):
         ),
         tmp_path / "a",
     )
+    assert chosen["supervised_heads"] == [[1, 0], [1, 2]]
     summary = run(
         VGPRecipe(_config(small_scenes, "supervision.top_k_heads=2", "optim.max_steps=2")),
         tmp_path / "b",
     )
-    assert summary["steps"] == 2
+    # The two heads of highest grounding accuracy before fine-tuning (tiny: 2 layers × 4 heads).
+    before = torch.tensor(summary["before"]["grounding_per_head"])
+    best = sorted(divmod(int(i), 4) for i in before.topk(2).indices)
+    assert summary["supervised_heads"] == [list(h) for h in best]
 
 
 def test_bad_configs_stop_before_any_work(small_scenes, tmp_path):
