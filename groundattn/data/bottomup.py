@@ -312,11 +312,14 @@ def _convert_lines(
 
 
 @contextlib.contextmanager
-def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """Worker processes, started now (before the store is opened: none inherits it)."""
-    if workers == 1:
-        yield None
-        return
+def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Worker processes, started now (before the store is opened: none inherits it).
+
+    Even one worker is a process of its own: decoding there keeps the writing
+    process's memory flat however long the file (decoding and writing in one
+    process fragments glibc's heap: its peak grew from 374 to 495 MiB between a
+    1,000- and a 2,000-image TSV, ``benchmarks/features.py``), and the two overlap.
+    """
     context = multiprocessing.get_context("fork")  # no re-import of the caller's __main__
     # Ctrl-C is the main process's to handle: it keeps the partial store for a resume.
     ignore = functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN)
@@ -330,13 +333,9 @@ def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
 
 
 def _converted(
-    batches: Iterator[list[_Line]], convert, pool: ProcessPoolExecutor | None
+    batches: Iterator[list[_Line]], convert, pool: ProcessPoolExecutor
 ) -> Iterator[tuple[list[_Line], list[tuple[str, RegionFeatures]]]]:
     """(batch, converted batch) in the file's order; at most 2 per worker in flight."""
-    if pool is None:
-        for batch in batches:
-            yield batch, convert(batch)
-        return
     pending: deque = deque()
     for batch in batches:
         pending.append((batch, pool.submit(convert, batch)))
@@ -494,7 +493,7 @@ def _convert(
     fieldnames: Sequence[str],
     feature_dtype: str,
     resume: bool,
-    pool: ProcessPoolExecutor | None,
+    pool: ProcessPoolExecutor,
     log_every: int,
     checkpoint_every: int,
     batch_lines: int,

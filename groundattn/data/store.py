@@ -313,9 +313,13 @@ class FeatureStore:
     def features(self, image_id: str | int, rows: np.ndarray) -> np.ndarray:
         """(len(rows), F) features of some rows of one image, read without the others."""
         rows = np.asarray(rows)
-        order = np.argsort(rows)  # h5py reads increasing indices
-        out = np.empty((len(rows), self.feature_dim), np.float32)
-        out[order] = to_float32(self._group(image_id)["features"][rows[order]])
+        dataset = self._group(image_id)["features"]
+        if len(rows) == len(dataset) and (rows == np.arange(len(rows))).all():
+            out = to_float32(dataset[()])  # every row in order: one read, 3× a selection's speed
+        else:
+            order = np.argsort(rows)  # h5py reads increasing indices
+            out = np.empty((len(rows), self.feature_dim), np.float32)
+            out[order] = to_float32(dataset[rows[order]])
         return _check_finite(out, self.path, image_id, "features", rows)
 
     def statistics(self, max_images: int = 4000) -> RegionStatistics:

@@ -5,11 +5,21 @@ from pathlib import Path
 
 import pytest
 
-from groundattn.config import VGPConfig, load_config
+from groundattn.config import RefCOCOConfig, VGPConfig, VQAConfig, load_config
+from groundattn.train.registry import recipe_class
 from groundattn.train.run import run
-from groundattn.train.vgp import VGPRecipe
 
-TINY = Path(__file__).parents[2] / "configs" / "vgp" / "tiny.yaml"
+CONFIGS = Path(__file__).parents[2] / "configs"
+# task → (its config class, the loss keys it logs, its dropouts beyond the encoder's)
+TASKS = {
+    "vgp": (
+        VGPConfig,
+        ("loss", "loss_id", "loss_vgp", "loss_att_txt2img", "loss_att_img2txt"),
+        [],
+    ),
+    "vqa": (VQAConfig, ("loss",), ["head.dropout=0"]),
+    "refcoco": (RefCOCOConfig, ("loss",), []),
+}
 
 
 def _losses(out: Path) -> list[dict]:
@@ -18,8 +28,11 @@ def _losses(out: Path) -> list[dict]:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo process group on Linux")
-def test_two_processes_give_the_losses_of_one(small_scenes, tmp_path):
+@pytest.mark.parametrize("task", list(TASKS))
+def test_two_processes_give_the_losses_of_one(small_scenes, tmp_path, task):
     # No dropout: the two runs draw their masks from different random streams.
+    config_class, keys, no_dropout = TASKS[task]
+    tiny = CONFIGS / task / "tiny.yaml"
     args = [
         f"data.root={small_scenes}",
         "model.dropout=0",
@@ -27,25 +40,15 @@ def test_two_processes_give_the_losses_of_one(small_scenes, tmp_path):
         "optim.batch_size=16",
         "run.log_every=1",
         "data.num_workers=0",
+        *no_dropout,
     ]
     one = tmp_path / "one"
-    run(VGPRecipe(load_config(VGPConfig, TINY, args)), one)
+    run(recipe_class(task)(load_config(config_class, tiny, args)), one)
 
     two = tmp_path / "two"
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [
-        str(torchrun),
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "groundattn.cli",
-        "train",
-        "vgp",
-        "--config",
-        str(TINY),
-        "--out",
-        str(two),
-    ]
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "groundattn.cli"]
+    cmd += ["train", task, "--config", str(tiny), "--out", str(two)]
     cmd += [x for a in args for x in ("--set", a)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -53,5 +56,11 @@ def test_two_processes_give_the_losses_of_one(small_scenes, tmp_path):
     ones, twos = _losses(one), _losses(two)
     assert [r["step"] for r in ones] == [r["step"] for r in twos] == [1, 2, 3]
     for a, b in zip(ones, twos, strict=True):
-        for key in ("loss", "loss_id", "loss_vgp", "loss_att_txt2img", "loss_att_img2txt"):
+        for key in keys:
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+    # Validation sums its counts over both processes: the same metrics as one process.
+    after_one = json.loads((one / "summary.json").read_text())["after"]
+    after_two = json.loads((two / "summary.json").read_text())["after"]
+    for key, value in after_one.items():
+        if isinstance(value, float):
+            assert after_two[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
