@@ -42,7 +42,8 @@ def _config_class(args) -> type:
 
 
 def test_every_config_parses_with_the_command_that_heads_it():
-    files = sorted((ROOT / "configs").rglob("*.yaml"))
+    launchers = ROOT / "configs" / "accelerate"
+    files = sorted(f for f in (ROOT / "configs").rglob("*.yaml") if f.parent != launchers)
     assert len(files) >= 16
     parser = build_parser()
     for file in files:
@@ -63,6 +64,24 @@ def test_every_config_parses_with_the_command_that_heads_it():
                         ROOT / path,
                         [f"data.root={config.data_root}", *config.overrides.get(stage, [])],
                     )
+
+
+def test_accelerate_configs_launch_a_groundattn_command():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    files = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+    assert {f.name for f in files} == {"multi-gpu.yaml", "multi-node.yaml"}
+    for file in files:
+        config = load_config_from_file(str(file))
+        assert config.distributed_type == "MULTI_GPU" and config.num_processes > 1
+        # The header: accelerate launch --config_file <this file> … -m groundattn.cli <command>.
+        header = shlex.split(file.read_text().splitlines()[0][2:])
+        assert header[:4] == ["accelerate", "launch", "--config_file", str(file.relative_to(ROOT))]
+        command = header[header.index("groundattn.cli") + 1 :]
+        args = build_parser().parse_args(command)
+        load_config(_config_class(args), ROOT / args.config, [])
+    multi_node = load_config_from_file(str(ROOT / "configs/accelerate/multi-node.yaml"))
+    assert multi_node.num_machines > 1 and multi_node.main_process_ip
 
 
 def test_prepare_scenes_and_train_vgp(tmp_path, capsys):

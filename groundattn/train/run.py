@@ -345,4 +345,7 @@ def run(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict:
         recipe.export(out_dir / "model")
         seal_export(out_dir / "model", state["step"])
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    # Every process returns only once the export is complete: what comes next (the
+    # experiment's next stage) reads it on every process.
+    accelerator.wait_for_everyone()
     return summary

@@ -1,9 +1,11 @@
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from groundattn.config import RefCOCOConfig, VGPConfig, VQAConfig, load_config
 from groundattn.train.registry import recipe_class
@@ -64,3 +66,45 @@ def test_two_processes_give_the_losses_of_one(small_scenes, tmp_path, task):
     for key, value in after_one.items():
         if isinstance(value, float):
             assert after_two[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo process group on Linux")
+def test_the_experiment_under_torchrun_gives_the_table_of_one_process(small_scenes, tmp_path):
+    # The tiny preset without dropout (each process draws its own masks), one seed.
+    config = tmp_path / "tiny.yaml"
+    no_dropout = {
+        "pretrain": ["optim.max_steps=2", "model.dropout=0"],
+        "vgp": ["optim.max_steps=2", "model.dropout=0"],
+        "vqa": ["optim.max_steps=2", "model.dropout=0", "head.dropout=0"],
+        "refcoco": ["optim.max_steps=2", "model.dropout=0"],
+    }
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_root": str(small_scenes),
+                "prepare_scenes": False,
+                "seeds": [0],
+                "methods": ["none", "direct"],
+                **{stage: str(CONFIGS / stage / "tiny.yaml") for stage in no_dropout},
+                "overrides": no_dropout,
+                "visualize": False,
+            }
+        )
+    )
+    tables = {}
+    for processes in (1, 2):
+        out = tmp_path / f"experiment-{processes}"
+        cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone"]
+        cmd += [f"--nproc_per_node={processes}", "-m", "groundattn.cli", "experiment"]
+        cmd += ["--config", str(config), "--out", str(out)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        with open(out / "results.csv", newline="") as f:
+            tables[processes] = list(csv.DictReader(f))
+    one, two = tables[1], tables[2]
+    assert [(r["method"], r["seed"]) for r in one] == [(r["method"], r["seed"]) for r in two]
+    assert len(one) == 4  # chance, original, none, direct
+    for a, b in zip(one, two, strict=True):
+        for key, value in a.items():
+            if value and key not in ("method", "seed"):  # sums in another order: float noise
+                assert float(b[key]) == pytest.approx(float(value), rel=1e-9), (a["method"], key)
