@@ -16,24 +16,28 @@ if TYPE_CHECKING:
     from groundattn.train.run import Recipe
 
 
-class Task(NamedTuple):
+class Registered(NamedTuple):
+    """A task of the command line: where its recipe is, and its one-line help."""
+
     recipe: str  # "module:Class"
     help: str  # one line for ``groundattn train --help``
 
 
 TASKS = {
-    "pretrain": Task(
+    "pretrain": Registered(
         "groundattn.train.pretrain:PretrainRecipe",
         "VL pretraining: masked language modelling + masked region classification",
     ),
-    "vgp": Task("groundattn.train.vgp:VGPRecipe", "VGP fine-tuning with attention supervision"),
-    "vqa": Task(
+    "vgp": Registered(
+        "groundattn.train.vgp:VGPRecipe", "VGP fine-tuning with attention supervision"
+    ),
+    "vqa": Registered(
         "groundattn.train.vqa:VQARecipe", "VQA fine-tuning and evaluation (VQAv2 protocol)"
     ),
-    "refcoco": Task(
+    "refcoco": Registered(
         "groundattn.train.refcoco:RefCOCORecipe", "referring expressions (RefCOCO+ protocol)"
     ),
-    "phrase-grounding": Task(
+    "phrase-grounding": Registered(
         "groundattn.train.phrase_grounding:PhraseGroundingRecipe",
         "phrase grounding on Flickr30k Entities (Recall@1, Recall@5)",
     ),
