@@ -79,7 +79,7 @@ class Recipe(ABC):
 
     @abstractmethod
     def build_task(self, encoder: VLEncoder) -> Task:
-        """The task module (encoder and heads) whose ``forward(batch, with_metrics)`` trains."""
+        """The task module (encoder and heads): ``forward`` trains, ``validate`` counts."""
 
     # ---- hooks ------------------------------------------------------------------------------
     def summary_head(self) -> dict:

@@ -1,7 +1,8 @@
 """One trainer for every task, on accelerate.
 
-The task module computes its loss and logs (``forward(batch, with_metrics)``);
-the trainer owns the optimisation (AdamW with decoupled weight decay, linear
+The task (:class:`~groundattn.tasks.common.Task`) returns its loss parts
+(``forward``) and its validation counts (``validate``); the trainer turns the
+parts into one global-batch loss and owns the optimisation (AdamW with decoupled weight decay, linear
 warm-up then decay, clipping, accumulation, bf16 autocast on a GPU), the data
 order, validation gathered over processes, logs (progress bar, TensorBoard,
 JSONL) and crash-safe checkpoints.
@@ -29,6 +30,7 @@ from transformers import get_linear_schedule_with_warmup
 from groundattn.config import ConfigError, OptimSection, RunSection
 from groundattn.errors import NonFiniteError
 from groundattn.eval.loop import metrics_of, validation_sums
+from groundattn.tasks.common import Task
 from groundattn.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from groundattn.train.sampling import GlobalBatchSampler
 
@@ -100,7 +102,7 @@ class Trainer:
 
     def __init__(
         self,
-        module: nn.Module,
+        module: Task,
         data: TrainData,
         optim: OptimSection,
         run: RunSection,
