@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from groundattn.data.regions import RegionSource
 from groundattn.model import load_tokenizer, pack
@@ -44,6 +46,7 @@ from groundattn.viz.labels import token_labels
 from groundattn.viz.models import (
     INIT,
     MAX_CAPTION_TOKENS,
+    LoadedModel,
     folder_name,
     load_model,
     parse_model_specs,
@@ -159,53 +162,14 @@ def visualize(
     boxes = scene.regions.boxes
     written, weights, rollouts, record, pages = [], {}, {}, {}, []
     for model in loaded:
-        sample = encoded[model.bert]
-        shown_layers, shown_heads = shown[model.name]
-        batch = pack(
-            [sample.token_ids], [sample.segment_ids],
-            [torch.from_numpy(scene.regions.features)], [torch.from_numpy(scene.regions.normalized_boxes)],
+        drawn = _draw_model(
+            model, scene, encoded[model.bert], shown[model.name], out / folder_name(model.name),
+            {"layers": layers, "heads": heads, "direction": direction}, outputs, dpi,
         )  # fmt: skip
-        with torch.inference_mode():
-            output = model.encoder(batch, output_attentions=True)
-        cut = select_sample(output.attention.probs, output, 0)  # (L, H, n, n)
-        labels = token_labels(sample.tokens, scene.region_names)
-        html = {"layers": layers, "heads": heads, "direction": direction}
-        html |= {"text_positions": cut.text_positions, "region_positions": cut.region_positions}
-        folder = out / folder_name(model.name)
-        views = {"head_view": write_head_view, "model_view": write_model_view}
-        written += [
-            write(folder / f"{kind}.html", cut.attention, labels, **html)
-            for kind, write in views.items()
-            if kind in outputs
-        ]
-        rollout = cut.rollout()  # (L, n, n)
-        pages.append(
-            PageModel(
-                model.name, model.source, cut.attention, rollout, labels, cut.text_positions,
-                cut.region_positions, sample.phrase_positions, shown_layers, shown_heads,
-            )
-        )  # fmt: skip
-        phrase_weights = phrase_region_attention(
-            cut.attention, sample.phrase_positions, cut.region_positions
-        )
-        rolled = phrase_region_attention(
-            rollout, sample.phrase_positions, cut.region_positions
-        )  # (L, R)
-        weights[model.name] = phrase_weights[:, shown_heads]  # (L, H', R)
-        rollouts[model.name] = rolled
-        draw = {"outline": scene.grounded, "layers": shown_layers, "phrase": scene.phrase}
-        draw |= {"model": model.name}
-        figures = {  # kind: (plot, region weights, its own options)
-            "heads": (plot_head_grid, phrase_weights, {"heads": shown_heads}),
-            "layers": (plot_layer_average, weights[model.name], {"heads": shown_heads}),
-            "rollout": (plot_rollout, rolled, {}),
-        }
-        for kind, (plot, values, options) in figures.items():
-            if kind in outputs:
-                fig = plot(scene.image, boxes, values, **options, **draw)
-                written.append(save_figure(fig, folder / f"{kind}.png", dpi=dpi))
-        record[model.name] = {"source": model.source, "tokens": sample.tokens, "labels": labels}
-        record[model.name] |= {"phrase_positions": sample.phrase_positions}
+        written += drawn.files
+        pages.append(drawn.page)
+        weights[model.name], rollouts[model.name] = drawn.weights, drawn.rollout
+        record[model.name] = drawn.record
     if "attention" in outputs:
         page = write_attention_page(
             out / "attention.html", scene.image, boxes, pages, image_id=scene.image_id,
@@ -222,6 +186,74 @@ def visualize(
         written.append(save_figure(fig, out / "compare.png", dpi=dpi))
     written.append(_write_json(out / "sample.json", _sample_record(scene, split, record)))
     return written
+
+
+@dataclass
+class _Drawn:
+    """What one model's drawing gives the page, the compare figure and sample.json."""
+
+    files: list[Path]
+    page: PageModel
+    weights: Tensor  # (L, H', R) phrase → region attention of the shown heads
+    rollout: Tensor  # (L, R) phrase → region rollout
+    record: dict
+
+
+def _draw_model(
+    model: LoadedModel,
+    scene: SharedSample,
+    sample: EncodedCaptions,
+    shown: tuple[list[int], list[int]],
+    folder: Path,
+    html: dict,
+    outputs: Collection[str],
+    dpi: float,
+) -> _Drawn:
+    """Runs one model on the sample and writes its views and figures into ``folder``.
+
+    ``html`` holds the bertviz views' ``layers``, ``heads`` and ``direction``.
+    """
+    shown_layers, shown_heads = shown
+    boxes = scene.regions.boxes
+    batch = pack(
+        [sample.token_ids], [sample.segment_ids],
+        [torch.from_numpy(scene.regions.features)], [torch.from_numpy(scene.regions.normalized_boxes)],
+    )  # fmt: skip
+    with torch.inference_mode():
+        output = model.encoder(batch, output_attentions=True)
+    cut = select_sample(output.attention.probs, output, 0)  # (L, H, n, n)
+    labels = token_labels(sample.tokens, scene.region_names)
+    html = {**html, "text_positions": cut.text_positions, "region_positions": cut.region_positions}
+    views = {"head_view": write_head_view, "model_view": write_model_view}
+    files = [
+        write(folder / f"{kind}.html", cut.attention, labels, **html)
+        for kind, write in views.items()
+        if kind in outputs
+    ]
+    rollout = cut.rollout()  # (L, n, n)
+    page = PageModel(
+        model.name, model.source, cut.attention, rollout, labels, cut.text_positions,
+        cut.region_positions, sample.phrase_positions, shown_layers, shown_heads,
+    )  # fmt: skip
+    phrase_weights = phrase_region_attention(
+        cut.attention, sample.phrase_positions, cut.region_positions
+    )  # (L, H, R)
+    rolled = phrase_region_attention(rollout, sample.phrase_positions, cut.region_positions)
+    weights = phrase_weights[:, shown_heads]  # (L, H', R)
+    draw = {"outline": scene.grounded, "layers": shown_layers, "phrase": scene.phrase}
+    draw |= {"model": model.name}
+    figures = {  # kind: (plot, region weights, its own options)
+        "heads": (plot_head_grid, phrase_weights, {"heads": shown_heads}),
+        "layers": (plot_layer_average, weights, {"heads": shown_heads}),
+        "rollout": (plot_rollout, rolled, {}),
+    }
+    for kind, (plot, values, options) in figures.items():
+        if kind in outputs:
+            fig = plot(scene.image, boxes, values, **options, **draw)
+            files.append(save_figure(fig, folder / f"{kind}.png", dpi=dpi))
+    record = {"source": model.source, "tokens": sample.tokens, "labels": labels}
+    record |= {"phrase_positions": sample.phrase_positions}
+    return _Drawn(files, page, weights, rolled, record)
 
 
 def _common_heads(shown: Mapping[str, tuple[list[int], list[int]]]) -> list[int] | None:
