@@ -153,31 +153,16 @@ def run_experiment(
 
     Returns the chance record first (method ``"chance"``), then one record per (model, seed).
     """
-    from groundattn.train.phrase_grounding import PhraseGroundingRecipe
-    from groundattn.train.pretrain import PretrainRecipe
-    from groundattn.train.refcoco import RefCOCORecipe
-    from groundattn.train.run import run
-    from groundattn.train.vgp import VGPRecipe
-    from groundattn.train.vqa import VQARecipe
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    root = str(config.data_root)
-
-    def load(cls, file: Path, stage: str, *sets: str):
-        extra = [f"data.root={root}", *config.overrides.get(stage, []), *sets]
-        return load_config(cls, file, extra)
-
     check_data_root(config)
     started = time.perf_counter()
-    data = data_fingerprint(Path(root))
-    pretrain_cfg = load(PretrainConfig, config.pretrain, "pretrain", f"run.seed={config.seeds[0]}")
-    _stage(
-        out / "pretrain",
-        _stage_identity(pretrain_cfg, data, None),
-        lambda o, r: run(PretrainRecipe(pretrain_cfg), o, resume=r),
-        announce,
+    data = data_fingerprint(Path(config.data_root))
+    stages = _Stages(config, out, data, announce)
+    pretrain_cfg = stages.config(
+        PretrainConfig, config.pretrain, "pretrain", f"run.seed={config.seeds[0]}"
     )
+    stages.run("pretrain", pretrain_cfg, out / "pretrain", None)
     original = out / "pretrain" / "model"
 
     records = []
@@ -186,52 +171,15 @@ def run_experiment(
         vgp_summaries = {}
         for row in rows:
             cfg = vgp_config(config, row, original, seed)
-            vgp_summaries[row.key] = _stage(
-                out / "vgp" / row.key / f"seed-{seed}",
-                _stage_identity(cfg, data, original),
-                lambda o, r, c=cfg: run(VGPRecipe(c), o, resume=r),
-                announce,
+            vgp_summaries[row.key] = stages.run(
+                "vgp", cfg, out / "vgp" / row.key / f"seed-{seed}", original
             )
         starts = {
             ORIGINAL: original,
             **{row.key: out / "vgp" / row.key / f"seed-{seed}" / "model" for row in rows},
         }
         for name, init in starts.items():
-            record = {"method": name, "seed": seed}
-            common = (f"model.init={init}", f"run.seed={seed}")
-            vqa_cfg = load(VQAConfig, config.vqa, "vqa", *common)
-            vqa = _stage(
-                out / "vqa" / name / f"seed-{seed}",
-                _stage_identity(vqa_cfg, data, init),
-                lambda o, r, c=vqa_cfg: run(VQARecipe(c), o, resume=r),
-                announce,
-            )
-            record["vqa_val"] = vqa["after"]["accuracy"]
-            refs = {}
-            for boxes in BOXES:
-                ref_cfg = load(
-                    RefCOCOConfig, config.refcoco, "refcoco", *common, f"data.boxes={boxes}"
-                )
-                ref = refs[boxes] = _stage(
-                    out / f"refcoco-{boxes}" / name / f"seed-{seed}",
-                    _stage_identity(ref_cfg, data, init),
-                    lambda o, r, c=ref_cfg: run(RefCOCORecipe(c), o, resume=r),
-                    announce,
-                )
-                for split, metrics in ref["splits"].items():
-                    record[f"refcoco_{boxes}_{split}"] = metrics["accuracy"]
-            phrase = None
-            if config.phrase_grounding is not None:
-                phrase_cfg = load(
-                    PhraseGroundingConfig, config.phrase_grounding, "phrase_grounding", *common
-                )
-                phrase = _stage(
-                    out / "phrase-grounding" / name / f"seed-{seed}",
-                    _stage_identity(phrase_cfg, data, init),
-                    lambda o, r, c=phrase_cfg: run(PhraseGroundingRecipe(c), o, resume=r),
-                    announce,
-                )
-                record.update(phrase_grounding_columns(phrase))
+            record, vqa, refs, phrase = stages.downstream(name, init, seed)
             # Grounding on the VGP validation: Original is every VGP run's "before".
             vgp = (
                 vgp_summaries[name]["after"]
@@ -245,12 +193,72 @@ def run_experiment(
                 if phrase is not None:
                     records[0].update(phrase_grounding_columns(phrase, "_baseline"))
     write_report(
-        records, out, minutes=(time.perf_counter() - started) / 60, config=config, data=data
+        records,
+        out,
+        minutes=(time.perf_counter() - started) / 60,
+        config=config,
+        data=data_fingerprint(Path(config.data_root)),
     )
     write_curves(out)
     if config.visualize and len(rows) > 1:
         _compare_attention(config, out)
     return records
+
+
+class _Stages:
+    """The experiment's stages: each config with the preset's overrides, run or reused."""
+
+    def __init__(self, config: ExperimentConfig, out: Path, data: dict, announce):
+        self.experiment, self.out, self.data, self.announce = config, out, data, announce
+
+    def config(self, cls, file: Path, stage: str, *sets: str):
+        """A stage's config: its file, the data root, the preset's overrides, then ``sets``."""
+        extra = [
+            f"data.root={self.experiment.data_root}",
+            *self.experiment.overrides.get(stage, []),
+        ]
+        return load_config(cls, file, [*extra, *sets])
+
+    def run(self, task: str, cfg, out: Path, init: Path | None) -> dict:
+        """The summary of the stage at ``out``: run, resumed, or reused if it is this one."""
+        from groundattn.train.registry import recipe_class
+        from groundattn.train.run import run
+
+        recipe = recipe_class(task)
+        return _stage(
+            out,
+            _stage_identity(cfg, self.data, init),
+            lambda o, r: run(recipe(cfg), o, resume=r),
+            self.announce,
+        )
+
+    def downstream(self, name: str, init: Path, seed: int) -> tuple[dict, dict, dict, dict | None]:
+        """VQA, RefCOCO+ with each box set and (if asked) phrase grounding from ``init``:
+        the model's record and the VQA, RefCOCO+ (by boxes) and phrase-grounding summaries."""
+        experiment, out = self.experiment, self.out
+        record = {"method": name, "seed": seed}
+        common = (f"model.init={init}", f"run.seed={seed}")
+        vqa_cfg = self.config(VQAConfig, experiment.vqa, "vqa", *common)
+        vqa = self.run("vqa", vqa_cfg, out / "vqa" / name / f"seed-{seed}", init)
+        record["vqa_val"] = vqa["after"]["accuracy"]
+        refs = {}
+        for boxes in BOXES:
+            ref_cfg = self.config(
+                RefCOCOConfig, experiment.refcoco, "refcoco", *common, f"data.boxes={boxes}"
+            )
+            where = out / f"refcoco-{boxes}" / name / f"seed-{seed}"
+            ref = refs[boxes] = self.run("refcoco", ref_cfg, where, init)
+            for split, metrics in ref["splits"].items():
+                record[f"refcoco_{boxes}_{split}"] = metrics["accuracy"]
+        phrase = None
+        if experiment.phrase_grounding is not None:
+            phrase_cfg = self.config(
+                PhraseGroundingConfig, experiment.phrase_grounding, "phrase_grounding", *common
+            )
+            where = out / "phrase-grounding" / name / f"seed-{seed}"
+            phrase = self.run("phrase-grounding", phrase_cfg, where, init)
+            record.update(phrase_grounding_columns(phrase))
+        return record, vqa, refs, phrase
 
 
 def vgp_config(
