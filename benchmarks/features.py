@@ -38,22 +38,21 @@ REFERENCE_SAMPLES_PER_S = 1000.0  # a base-size training step's consumption on o
 QUESTIONS_PER_IMAGE = 4
 
 
+def _base64(array: np.ndarray) -> str:
+    return base64.b64encode(array.astype(np.float32).tobytes()).decode()
+
+
 def write_tsv(path: Path, images: int, boxes: int, dim: int, seed: int = 0) -> None:
     """A bottom-up TSV: ids from 1, 640 × 480 images, boxes inside, ReLU-like features."""
     rng = np.random.default_rng(seed)
     with open(path, "w", encoding="ascii") as f:
         for image_id in range(1, images + 1):
             corners = rng.uniform(0, [640, 480, 640, 480], size=(boxes, 4))
-            box = np.concatenate(
-                [
-                    np.minimum(corners[:, :2], corners[:, 2:]),
-                    np.maximum(corners[:, :2], corners[:, 2:]),
-                ],
-                axis=1,
-            )
+            low = np.minimum(corners[:, :2], corners[:, 2:])
+            high = np.maximum(corners[:, :2], corners[:, 2:])
+            box = np.concatenate([low, high], axis=1)  # (boxes, 4) x1 y1 x2 y2
             features = np.maximum(rng.standard_normal((boxes, dim), dtype=np.float32), 0)
-            encode = lambda a: base64.b64encode(a.astype(np.float32).tobytes()).decode()  # noqa: E731
-            f.write(f"{image_id}\t640\t480\t{boxes}\t{encode(box)}\t{encode(features)}\n")
+            f.write(f"{image_id}\t640\t480\t{boxes}\t{_base64(box)}\t{_base64(features)}\n")
 
 
 def read_and_decode(path: Path) -> float:
