@@ -10,6 +10,7 @@ from bytes: tensors go through safetensors, the rest through JSON.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -40,7 +42,12 @@ def write_file(path: Path, content: FileContent) -> None:
             f.flush()
             os.fsync(f.fileno())
         return
-    save_file(content, str(path), metadata={"format": "pt"})
+    try:
+        save_file(content, str(path), metadata={"format": "pt"})
+    except SafetensorError as error:  # its I/O errors are no OSErrors: name the file like one
+        if "No space left on device" in str(error):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 

@@ -434,3 +434,22 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_pat
     load_model_weights(run_dir / "final", final)
     _assert_same_weights(reference.model, final)
     assert len(list_checkpoints(run_dir)) == 2
+
+
+def test_a_full_disk_names_the_file_like_any_system_error(tmp_path, monkeypatch):
+    import errno
+
+    from safetensors import SafetensorError
+
+    from groundattn.train import checkpoint_io
+
+    def full(*args, **kwargs):
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    monkeypatch.setattr(checkpoint_io, "save_file", full)
+    target = tmp_path / "model.safetensors"
+    with pytest.raises(OSError) as caught:
+        checkpoint_io.write_file(target, {"w": torch.zeros(2)})
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
