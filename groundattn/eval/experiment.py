@@ -186,7 +186,7 @@ def run_experiment(
                 if name != ORIGINAL
                 else next(iter(vgp_summaries.values()))["before"]
             )
-            record.update({k: vgp[k] for k in GROUNDING})
+            record.update(vgp_columns(vgp, fine_tuned=name != ORIGINAL))
             records.append(record)
             if name == ORIGINAL and seed == config.seeds[0]:  # baselines: the same for all models
                 records.insert(0, _chance_record(seed, vqa, refs, vgp))
@@ -321,6 +321,17 @@ def phrase_grounding_columns(summary: dict, suffix: str = "") -> dict[str, float
     }
 
 
+def vgp_columns(summary: dict, *, fine_tuned: bool) -> dict[str, float | None]:
+    """A model's VGP columns from a VGP validation (``after``, or Original's ``before``): the
+    attention grounding, the last layer's region spread and, once fine-tuned, its VGP
+    classification (before fine-tuning that head is untrained: no value)."""
+    return {
+        **{k: summary[k] for k in GROUNDING},
+        "vgp_accuracy": summary["vgp_accuracy"] if fine_tuned else None,
+        "region_spread": summary["region_spread_per_layer"][-1],
+    }
+
+
 def _chance_record(seed: int, vqa: dict, refs: dict[str, dict], vgp_before: dict) -> dict:
     """The trivial baseline of every column from Original's summaries (``None`` where absent)."""
     record = {"method": CHANCE, "seed": seed, "vqa_val": vqa["after"].get("accuracy_baseline")}
@@ -329,6 +340,7 @@ def _chance_record(seed: int, vqa: dict, refs: dict[str, dict], vgp_before: dict
             record[f"refcoco_{boxes}_{split}"] = metrics.get("accuracy_baseline")
     # Uniform attention over the sample's regions is the chance level of all three.
     record.update(dict.fromkeys(GROUNDING, vgp_before.get("grounding_baseline")))
+    record["vgp_accuracy"] = vgp_before.get("vgp_accuracy_baseline")
     return record
 
 

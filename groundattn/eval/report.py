@@ -7,16 +7,18 @@ labels (``labels``: record ``method`` → label; by default the paper's four
 methods, then any other ``method`` of the records under its own name). Columns
 are VQA and RefCOCO+ (detected and ground-truth boxes), phrase grounding
 (Recall@1 and @5, when it was run; beyond the paper), then the attention
-grounding accuracy (beyond the paper). Cells are mean ± standard deviation over
-seeds (sample
-std, n−1; "±" omitted for one seed).
+grounding accuracy and the VGP stage's own result (beyond the paper: its
+classification accuracy, and the region spread of the last layer,
+:func:`groundattn.supervision.token_spread`, a measurement rather than a
+score). Cells are mean ± standard deviation over seeds (sample std, n−1; "±"
+omitted for one seed).
 
 Under it, a second table gives each model's paired difference to "w/o
 Attention" (``none``): per seed d_s = metric(method, s) − metric(none, s), and
 the mean of d_s with a 95 % t-interval, mean ± t_{0.975, n−1} · sd/√n. An
 interval that contains 0 is marked "(n.s.)"; one seed gives no interval.
 
-Bold in Table 1: the best fine-tuning method of its column (all of them on a
+Bold in Table 1: the best fine-tuning method of a percent column (all of them on a
 tie), if it is w/o Attention itself or its difference to w/o Attention has an
 interval that excludes 0. Chance / prior and Original are never bold.
 
@@ -42,22 +44,42 @@ REFERENCE = "none"  # the paired differences are taken to w/o Attention
 METHOD_LABELS = {CHANCE: "Chance / prior", ORIGINAL: "Original", **PAPER_LABELS}
 NOT_FINE_TUNED = (CHANCE, ORIGINAL)  # never bold, left out of the "best" of a column
 Labels = Mapping[str, str] | None  # record ``method`` → row label, in the report's order
-# (key, group, column label)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of Table 1: its record key, group and label. ``percent``: a rate, shown in
+    percent, scored (the best fine-tuning method can be bold) and drawn; otherwise a
+    measurement shown as it is (three decimals), never bold, not drawn."""
+
+    key: str
+    group: str
+    label: str
+    percent: bool = True
+
+    def text(self, value: float, sign: str = "") -> str:
+        """``value`` as a cell shows it (``sign="+"``: with its sign, for differences)."""
+        return f"{100 * value:{sign}.2f}" if self.percent else f"{value:{sign}.3f}"
+
+
 COLUMNS = [
-    ("vqa_val", "VQAv2", "val"),
-    ("refcoco_detected_val", "RefCOCO+ (Detected)", "val"),
-    ("refcoco_detected_testA", "RefCOCO+ (Detected)", "testA"),
-    ("refcoco_detected_testB", "RefCOCO+ (Detected)", "testB"),
-    ("refcoco_ground_truth_val", "RefCOCO+ (Ground-truth)", "val"),
-    ("refcoco_ground_truth_testA", "RefCOCO+ (Ground-truth)", "testA"),
-    ("refcoco_ground_truth_testB", "RefCOCO+ (Ground-truth)", "testB"),
-    ("phrase_grounding_val_r1", "Phrase grounding", "val R@1"),
-    ("phrase_grounding_test_r1", "Phrase grounding", "test R@1"),
-    ("phrase_grounding_test_r5", "Phrase grounding", "test R@5"),
-    ("grounding_best", "Grounding accuracy", "best head"),
-    ("grounding_mean", "Grounding accuracy", "mean"),
-    ("rollout_best", "Grounding accuracy", "rollout"),
+    Column("vqa_val", "VQAv2", "val"),
+    Column("refcoco_detected_val", "RefCOCO+ (Detected)", "val"),
+    Column("refcoco_detected_testA", "RefCOCO+ (Detected)", "testA"),
+    Column("refcoco_detected_testB", "RefCOCO+ (Detected)", "testB"),
+    Column("refcoco_ground_truth_val", "RefCOCO+ (Ground-truth)", "val"),
+    Column("refcoco_ground_truth_testA", "RefCOCO+ (Ground-truth)", "testA"),
+    Column("refcoco_ground_truth_testB", "RefCOCO+ (Ground-truth)", "testB"),
+    Column("phrase_grounding_val_r1", "Phrase grounding", "val R@1"),
+    Column("phrase_grounding_test_r1", "Phrase grounding", "test R@1"),
+    Column("phrase_grounding_test_r5", "Phrase grounding", "test R@5"),
+    Column("grounding_best", "Grounding accuracy", "best head"),
+    Column("grounding_mean", "Grounding accuracy", "mean"),
+    Column("rollout_best", "Grounding accuracy", "rollout"),
+    Column("vgp_accuracy", "VGP", "classification"),
+    Column("region_spread", "VGP", "region spread", percent=False),
 ]
+BY_KEY = {c.key: c for c in COLUMNS}
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -121,7 +143,7 @@ def aggregate(
     table: dict[str, dict[str, tuple[float, float, int]]] = {}
     for method in row_labels(records, labels):
         rows = [r for r in records if r["method"] == method]
-        for key, _, _ in COLUMNS:
+        for key in BY_KEY:
             values = [float(r[key]) for r in rows if r.get(key) is not None]
             if values:
                 table.setdefault(method, {})[key] = (*mean_std(values), len(values))
@@ -138,7 +160,7 @@ def paired_differences(
         if method in (CHANCE, REFERENCE):
             continue
         rows = [r for r in records if r["method"] == method]
-        for key, _, _ in COLUMNS:
+        for key in BY_KEY:
             differences = [
                 float(r[key]) - float(reference[r["seed"]][key])
                 for r in rows
@@ -151,15 +173,13 @@ def paired_differences(
 
 def _shown_columns(table: dict[str, dict]) -> list[str]:
     """Columns some model (not only the chance row) has a value for."""
-    return [k for k, _, _ in COLUMNS if any(k in c for m, c in table.items() if m != CHANCE)]
+    return [k for k in BY_KEY if any(k in c for m, c in table.items() if m != CHANCE)]
 
 
 def _header(keys: Sequence[str], first: str) -> list[str]:
-    groups = {k: g for k, g, _ in COLUMNS}
-    labels = {k: c for k, _, c in COLUMNS}
     return [
-        f"| {first} | " + " | ".join(groups[k] for k in keys) + " |",
-        "| | " + " | ".join(labels[k] for k in keys) + " |",
+        f"| {first} | " + " | ".join(BY_KEY[k].group for k in keys) + " |",
+        "| | " + " | ".join(BY_KEY[k].label for k in keys) + " |",
         "|---|" + "---|" * len(keys),
     ]
 
@@ -169,7 +189,7 @@ def bold_cells(records: Sequence[dict], labels: Labels = None) -> dict[str, set[
     table = aggregate(records, labels)
     differences = paired_differences(records, labels)
     bold: dict[str, set[str]] = {}
-    for key, _, _ in COLUMNS:
+    for key in (c.key for c in COLUMNS if c.percent):
         scored = {m: c[key][0] for m, c in table.items() if m not in NOT_FINE_TUNED and key in c}
         if not scored:
             continue
@@ -199,7 +219,8 @@ def markdown_table(records: Sequence[dict], labels: Labels = None) -> str:
                 cells.append("–")
                 continue
             mean, std, n = table[method][key]
-            text = f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if n > 1 else "")
+            column = BY_KEY[key]
+            text = column.text(mean) + (f" ± {column.text(std)}" if n > 1 else "")
             cells.append(f"**{text}**" if method in bold.get(key, ()) else text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     seeds = sorted({r["seed"] for r in records if r["method"] != CHANCE})
@@ -207,7 +228,10 @@ def markdown_table(records: Sequence[dict], labels: Labels = None) -> str:
         "",
         f"Mean ± std over seeds {seeds} (percent). Chance / prior: the trivial baseline of each"
         " column (VQA: the best constant answer on val; RefCOCO+: a uniform choice among the"
-        " candidate regions; grounding: uniform attention over the sample's regions)."
+        " candidate regions; grounding: uniform attention over the sample's regions; VGP"
+        " classification: the majority class). Region spread: how distinct a sample's"
+        " candidate regions stay in the last layer (mean distance to their centroid over the"
+        " centroid's norm), not a percent and never bold."
         " Bold: the best fine-tuning method of its column (all of them on a tie), if it is"
         " w/o Attention or its paired difference to w/o Attention has a 95 % interval that"
         " excludes 0 (table below); Chance / prior and Original are never bold.",
@@ -215,11 +239,11 @@ def markdown_table(records: Sequence[dict], labels: Labels = None) -> str:
     return "\n".join(lines)
 
 
-def _difference_cell(difference: PairedDifference) -> str:
-    text = f"{100 * difference.mean:+.2f}"
+def _difference_cell(column: Column, difference: PairedDifference) -> str:
+    text = column.text(difference.mean, "+")
     if difference.low is None or difference.high is None:
         return f"{text} (n = 1, no interval)"
-    text += f" [{100 * difference.low:+.2f}, {100 * difference.high:+.2f}]"
+    text += f" [{column.text(difference.low, '+')}, {column.text(difference.high, '+')}]"
     return text if difference.excludes_zero else f"{text} (n.s.)"
 
 
@@ -230,7 +254,8 @@ def differences_table(records: Sequence[dict], labels: Labels = None) -> str:
         return ""
     keys = _shown_columns(aggregate(records, labels))
     lines = [
-        "Paired difference to w/o Attention, mean [95 % CI], percentage points",
+        "Paired difference to w/o Attention, mean [95 % CI], percentage points (region spread:"
+        " in its own unit)",
         "",
         *_header(keys, "Fine-tuning method"),
     ]
@@ -238,7 +263,9 @@ def differences_table(records: Sequence[dict], labels: Labels = None) -> str:
         if method not in differences:
             continue
         cells = [
-            _difference_cell(differences[method][key]) if key in differences[method] else "–"
+            _difference_cell(BY_KEY[key], differences[method][key])
+            if key in differences[method]
+            else "–"
             for key in keys
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -254,7 +281,7 @@ def differences_table(records: Sequence[dict], labels: Labels = None) -> str:
 
 def write_csv(records: Sequence[dict], path: Path) -> Path:
     """One row per (method, seed) with every column, the chance row included (empty: no value)."""
-    fields = ["method", "seed", *[k for k, _, _ in COLUMNS]]
+    fields = ["method", "seed", *BY_KEY]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -280,7 +307,7 @@ def results_figure(records: Sequence[dict], labels: Labels = None) -> Figure:
     The chance level of each column is a dashed black line across its group of bars.
     """
     table = aggregate(records, labels)
-    keys = _shown_columns(table)
+    keys = [k for k in _shown_columns(table) if BY_KEY[k].percent]
     names = row_labels(records, labels)
     methods = [m for m in names if m in table and m != CHANCE]
     fig = Figure(figsize=(max(6.0, 1.2 * len(keys)), 4.0), dpi=100)
@@ -304,8 +331,7 @@ def results_figure(records: Sequence[dict], labels: Labels = None) -> Figure:
             zorder=3,
             label="chance / prior",
         )
-    labels = {k: f"{g}\n{c}" for k, g, c in COLUMNS}
-    ax.set_xticks(range(len(keys)), [labels[k] for k in keys], rotation=30, ha="right", fontsize=7)
+    ax.set_xticks(range(len(keys)), [f"{BY_KEY[k].group}\n{BY_KEY[k].label}" for k in keys], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("%")
     entries = len(methods) + bool(at)
     ax.legend(fontsize=7, ncols=min(entries, 6), loc="upper center", bbox_to_anchor=(0.5, 1.18))

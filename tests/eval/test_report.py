@@ -198,3 +198,23 @@ def test_rows_are_ordered_and_labelled_by_the_caller():
     assert default.index("direct-kd") > default.index("Direct Attention")
     figure = results_figure(records, labels)
     assert "Direct + KD" in [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+
+
+def test_a_measurement_column_is_shown_as_it_is_and_never_bold(tmp_path):
+    # Region spread is no percent: three decimals, its difference in its own unit, no bold
+    # (direct is its best and clearly different), not drawn; VGP classification is a percent.
+    records = [
+        {"method": "chance", "seed": 0, "vgp_accuracy": 0.25},
+        *_rows("original", region_spread=[0.34] * 3),
+        *_rows("none", region_spread=[0.30, 0.32, 0.34], vgp_accuracy=[0.40, 0.41, 0.42]),
+        *_rows("direct", region_spread=[0.50, 0.52, 0.54], vgp_accuracy=[0.30, 0.31, 0.32]),
+    ]
+    table = markdown_table(records)
+    assert "| VGP | VGP |" in table and "| classification | region spread |" in table
+    assert _line(table, "Chance / prior") == "| Chance / prior | 25.00 | – |"
+    assert _line(table, "Direct Attention") == "| Direct Attention | 31.00 ± 1.00 | 0.520 ± 0.020 |"
+    assert _line(table, "w/o Attention") == "| w/o Attention | **41.00 ± 1.00** | 0.320 ± 0.020 |"
+    assert "region_spread" not in bold_cells(records)
+    assert "+0.200 [+0.200, +0.200]" in _line(differences_table(records), "Direct Attention")
+    ticks = [t.get_text() for t in results_figure(records).axes[0].get_xticklabels()]
+    assert ticks == ["VGP\nclassification"]
