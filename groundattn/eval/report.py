@@ -331,7 +331,13 @@ def results_figure(records: Sequence[dict], labels: Labels = None) -> Figure:
             zorder=3,
             label="chance / prior",
         )
-    ax.set_xticks(range(len(keys)), [f"{BY_KEY[k].group}\n{BY_KEY[k].label}" for k in keys], rotation=30, ha="right", fontsize=7)
+    ax.set_xticks(
+        range(len(keys)),
+        [f"{BY_KEY[k].group}\n{BY_KEY[k].label}" for k in keys],
+        rotation=30,
+        ha="right",
+        fontsize=7,
+    )
     ax.set_ylabel("%")
     entries = len(methods) + bool(at)
     ax.legend(fontsize=7, ncols=min(entries, 6), loc="upper center", bbox_to_anchor=(0.5, 1.18))
