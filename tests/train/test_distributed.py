@@ -107,4 +107,6 @@ def test_the_experiment_under_torchrun_gives_the_table_of_one_process(small_scen
     for a, b in zip(one, two, strict=True):
         for key, value in a.items():
             if value and key not in ("method", "seed"):  # sums in another order: float noise
-                assert float(b[key]) == pytest.approx(float(value), rel=1e-9), (a["method"], key)
+                # Rates are ratios of counts; the region spread sums float32 distances.
+                rel = 1e-6 if key == "region_spread" else 1e-9
+                assert float(b[key]) == pytest.approx(float(value), rel=rel), (a["method"], key)
