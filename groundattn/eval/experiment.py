@@ -197,7 +197,7 @@ def run_experiment(
         out,
         minutes=(time.perf_counter() - started) / 60,
         config=config,
-        data=data_fingerprint(Path(config.data_root)),
+        data=data,
     )
     write_curves(out)
     if config.visualize and len(rows) > 1:
@@ -208,7 +208,7 @@ def run_experiment(
 class _Stages:
     """The experiment's stages: each config with the preset's overrides, run or reused."""
 
-    def __init__(self, config: ExperimentConfig, out: Path, data: dict, announce):
+    def __init__(self, config: ExperimentConfig, out: Path, data: str, announce):
         self.experiment, self.out, self.data, self.announce = config, out, data, announce
 
     def config(self, cls, file: Path, stage: str, *sets: str):
