@@ -189,7 +189,7 @@ def test_phrase_grounding_finds_the_shape_the_marked_phrase_names(tmp_path):
     "same world, with the label replaced by a rule of one caption word (its colour among the first "
     "four), [CLS] learns it to 100 % in 200 steps; with the label 'the two captions name the same "
     "colour' it reaches 0.56 / 0.61 / 0.64 / 0.72 at steps 500-2000 (majority 0.56). MiniLM-L6 on "
-    "the embedded scenes learns identification in one epoch (README, 'Given more steps'). Open: a "
+    "the embedded scenes learns identification in one epoch (README, 'VGP, one epoch'). Open: a "
     "world or encoder size where identification is learned in seconds.",
 )
 def test_vgp_identifies_the_captions_that_name_the_colour(tmp_path):
