@@ -60,6 +60,7 @@ from groundattn.eval.report import (
     write_differences_csv,
 )
 from groundattn.train.checkpoint import MANIFEST_FILE
+from groundattn.train.checkpoint_io import replace_file
 from groundattn.train.run import flatten as _flatten
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ def _stage(
         announce(f"reuse  {out}")
         return json.loads(summary_file.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    (out / STAGE_FILE).write_text(json.dumps(identity, indent=2))
+    # Every rank of a distributed experiment writes it: whole, so no rank reads it half written.
+    replace_file(out / STAGE_FILE, json.dumps(identity, indent=2).encode())
     announce(f"{'resume' if (out / 'checkpoints').is_dir() else 'run   '} {out}")
     resume = out.is_dir()  # the experiment's own stage directory: continue what is there
     started = time.perf_counter()

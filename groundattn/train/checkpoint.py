@@ -44,6 +44,7 @@ from groundattn.train.checkpoint_io import (
     load_weights,
     read_json,
     remove_tree,
+    replace_file,
     write_file,
 )
 from groundattn.train.rng import get_rng_state, set_rng_state
@@ -351,12 +352,7 @@ def save_model(directory: str | os.PathLike, model: nn.Module, config: Mapping[s
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MANIFEST_FILE).unlink(missing_ok=True)  # sealed again by seal_export
     for name, content in contents.items():
-        tmp = directory / f".{name}.tmp-{os.getpid()}"
-        try:
-            write_file(tmp, content)
-            os.replace(tmp, directory / name)
-        finally:
-            tmp.unlink(missing_ok=True)
+        replace_file(directory / name, content)
     fsync_dir(directory)
     logger.info("exported model to %s", directory)
     return directory

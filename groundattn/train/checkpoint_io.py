@@ -52,6 +52,20 @@ def write_file(path: Path, content: FileContent) -> None:
         os.fsync(f.fileno())
 
 
+def replace_file(path: Path, content: FileContent) -> None:
+    """Write ``path`` whole: a temporary file of this process, fsynced, then ``os.replace``.
+
+    A reader never sees it half written, even while another process (another
+    rank of a distributed run) writes the same file.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write_file(tmp, content)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or a new entry in ``path`` durable (POSIX only)."""
     if os.name != "posix":

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -37,7 +36,7 @@ from groundattn.eval.saved import load_run
 from groundattn.model import load_tokenizer
 from groundattn.tasks.pretrain import PretrainTask, collate_pretrain
 from groundattn.train.checkpoint import MODEL_FILE
-from groundattn.train.checkpoint_io import file_sha256, read_tensors, write_file
+from groundattn.train.checkpoint_io import file_sha256, read_tensors, replace_file
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +127,6 @@ def _stored(tensors: Path, manifest: Path, model_sha256: str, settings: dict) ->
     return read_tensors(tensors)
 
 
-def _replace(path: Path, content) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write_file(tmp, content)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def anchor_fisher(
     model_dir: str | Path,
     data_root: str | Path,
@@ -173,7 +163,7 @@ def anchor_fisher(
         "EWC: estimating the Fisher of %s over %d batches of %d", model_dir, batches, batch_size
     )
     fisher = estimate_fisher(task, loader, batches, torch.device(device))
-    _replace(tensors, {name: f.contiguous() for name, f in fisher.items()})
+    replace_file(tensors, {name: f.contiguous() for name, f in fisher.items()})
     entry = {
         "format": FISHER_FORMAT,
         "model_sha256": model_sha256,
@@ -181,5 +171,5 @@ def anchor_fisher(
         "size": tensors.stat().st_size,
         "sha256": file_sha256(tensors),
     }
-    _replace(manifest, json.dumps(entry, indent=2).encode())
+    replace_file(manifest, json.dumps(entry, indent=2).encode())
     return fisher

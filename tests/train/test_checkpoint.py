@@ -7,6 +7,7 @@ state as JSON + tensors) and rng.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import random
@@ -453,3 +454,27 @@ def test_a_full_disk_names_the_file_like_any_system_error(tmp_path, monkeypatch)
     with pytest.raises(OSError) as caught:
         checkpoint_io.write_file(target, {"w": torch.zeros(2)})
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+
+
+def _rewrite(path: Path, content: bytes, times: int) -> None:
+    for _ in range(times):
+        checkpoint_io.replace_file(path, content)
+
+
+def test_a_file_replaced_by_another_process_is_never_read_half_written(tmp_path):
+    """Every rank of a distributed experiment writes a stage's stage.json while the
+    others may read it: a reader sees the old file or the new one, whole."""
+    path = tmp_path / "stage.json"
+    content = json.dumps({"config": {"k": list(range(2000))}}).encode()
+    checkpoint_io.replace_file(path, content)
+    writer = multiprocessing.get_context("spawn").Process(
+        target=_rewrite, args=(path, content, 300)
+    )
+    writer.start()
+    reads = 0
+    while writer.is_alive() or reads == 0:
+        assert path.read_bytes() == content
+        reads += 1
+    writer.join()
+    assert writer.exitcode == 0
+    assert reads > 0 and sorted(p.name for p in tmp_path.iterdir()) == ["stage.json"]
