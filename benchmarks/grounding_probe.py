@@ -110,11 +110,9 @@ class Head(torch.nn.Module):
 
     def __init__(self, hidden: int, size: int):
         super().__init__()
-        self.query, self.key, self.scale = (
-            torch.nn.Linear(hidden, size),
-            torch.nn.Linear(hidden, size),
-            size**-0.5,
-        )
+        self.query = torch.nn.Linear(hidden, size)
+        self.key = torch.nn.Linear(hidden, size)
+        self.scale = size**-0.5
 
     def forward(self, data: Words, layer: int, at: Tensor) -> Tensor:
         q = self.query(data.words[at, layer])  # (T, d)
