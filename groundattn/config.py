@@ -177,6 +177,12 @@ class OptimSection(Section):
         description="names (or name prefixes) of parameters kept fixed, e.g. "
         "encoder.embeddings.word_embeddings",
     )
+    lr_by_name: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        {},
+        description="peak learning rates of chosen parameters: a glob of parameter names (fnmatch, "
+        "e.g. encoder.encoder.layer.*.attention.self.key.*) to its rate; the first glob that "
+        "matches wins over lr and new_lr",
+    )
 
 
 class RunSection(Section):

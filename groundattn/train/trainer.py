@@ -10,6 +10,7 @@ JSONL) and crash-safe checkpoints.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import math
@@ -67,11 +68,11 @@ def make_accelerator(run: RunSection, grad_accum: int, cpu: bool | None = None) 
 def _param_groups(
     module: nn.Module, optim: OptimSection, new_parameters: frozenset[str]
 ) -> list[dict]:
-    """AdamW groups: decay or not, pretrained (``optim.lr``) or new (``optim.new_lr``).
+    """AdamW groups: decay or not, and a learning rate: the first glob of ``optim.lr_by_name``
+    that matches the name, else ``optim.lr`` (pretrained) or ``optim.new_lr`` (new).
 
     The parameters named in ``optim.freeze`` are switched off (``requires_grad``) and left out.
     """
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     names = [name for name, _ in module.named_parameters()]
     for prefix in optim.freeze:
         if not any(n == prefix or n.startswith(prefix + ".") for n in names):
@@ -79,21 +80,29 @@ def _param_groups(
                 f"optim.freeze: {prefix!r} names no parameter of the model "
                 f"(parameters start with {sorted({n.split('.')[0] for n in names})})"
             )
+    for glob in optim.lr_by_name:
+        if not fnmatch.filter(names, glob):
+            raise ConfigError(
+                f"optim.lr_by_name: {glob!r} matches no parameter of the model "
+                f"(e.g. {names[0]!r}, {names[-1]!r})"
+            )
+    new_lr = optim.new_lr if optim.new_lr is not None else optim.lr
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, p in module.named_parameters():
         if any(name == prefix or name.startswith(prefix + ".") for prefix in optim.freeze):
             p.requires_grad_(False)
         if not p.requires_grad:
             continue
         decays = not (p.ndim < 2 or "LayerNorm" in name or "embedding" in name.split(".")[-1])
-        groups.setdefault((decays, name in new_parameters), []).append(p)
-    new_lr = optim.new_lr if optim.new_lr is not None else optim.lr
+        default = new_lr if name in new_parameters else optim.lr
+        lr = next(
+            (lr for glob, lr in optim.lr_by_name.items() if fnmatch.fnmatchcase(name, glob)),
+            default,
+        )
+        groups.setdefault((decays, lr), []).append(p)
     return [
-        {
-            "params": params,
-            "weight_decay": optim.weight_decay if decays else 0.0,
-            "lr": new_lr if new else optim.lr,
-        }
-        for (decays, new), params in sorted(groups.items())
+        {"params": params, "weight_decay": optim.weight_decay if decays else 0.0, "lr": lr}
+        for (decays, lr), params in sorted(groups.items())
     ]
 
 

@@ -39,6 +39,30 @@ def test_new_parameters_train_at_new_lr_and_decay_only_matrices():
     assert {g["lr"] for g in flat} == {1e-4}
 
 
+def test_lr_by_name_sets_the_rate_of_the_parameters_its_first_matching_glob_names():
+    task = _Task()
+    optim = OptimSection(
+        lr=1e-4, new_lr=1e-3, lr_by_name={"encoder.0.*": 3e-4, "*.weight": 5e-4, "*": 7e-4}
+    )
+    groups = _param_groups(task, optim, frozenset({"head.weight", "head.bias"}))
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(task.named_parameters())
+    expected = {
+        "encoder.0.weight": 3e-4,  # the first glob wins over "*.weight"
+        "encoder.0.bias": 3e-4,
+        "encoder.1.weight": 5e-4,  # a LayerNorm, still without decay
+        "encoder.1.bias": 7e-4,
+        "head.weight": 5e-4,  # over new_lr too
+        "head.bias": 7e-4,
+    }
+    assert {name: lr_of[id(p)] for name, p in named.items()} == expected
+    decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay_of[id(named["encoder.1.weight"])] == 0.0
+    assert decay_of[id(named["encoder.0.weight"])] == 0.01
+    with pytest.raises(ConfigError, match="optim.lr_by_name: 'decoder.*' matches no parameter"):
+        _param_groups(_Task(), OptimSection(lr_by_name={"decoder.*": 1e-3}), frozenset())
+
+
 def test_frozen_parameters_leave_the_optimizer():
     task = _Task()
     groups = _param_groups(task, OptimSection(freeze=["encoder.0"]), frozenset())
