@@ -81,28 +81,29 @@ def _param_groups(
                 f"(parameters start with {sorted({n.split('.')[0] for n in names})})"
             )
     for glob in optim.lr_by_name:
-        if not fnmatch.filter(names, glob):
+        if not any(fnmatch.fnmatchcase(n, glob) for n in names):
             raise ConfigError(
                 f"optim.lr_by_name: {glob!r} matches no parameter of the model "
                 f"(e.g. {names[0]!r}, {names[-1]!r})"
             )
     new_lr = optim.new_lr if optim.new_lr is not None else optim.lr
-    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    # keyed by (decays, new, lr): without lr_by_name, the groups of earlier checkpoints
+    groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
     for name, p in module.named_parameters():
         if any(name == prefix or name.startswith(prefix + ".") for prefix in optim.freeze):
             p.requires_grad_(False)
         if not p.requires_grad:
             continue
         decays = not (p.ndim < 2 or "LayerNorm" in name or "embedding" in name.split(".")[-1])
-        default = new_lr if name in new_parameters else optim.lr
+        new = name in new_parameters
         lr = next(
             (lr for glob, lr in optim.lr_by_name.items() if fnmatch.fnmatchcase(name, glob)),
-            default,
+            new_lr if new else optim.lr,
         )
-        groups.setdefault((decays, lr), []).append(p)
+        groups.setdefault((decays, new, lr), []).append(p)
     return [
         {"params": params, "weight_decay": optim.weight_decay if decays else 0.0, "lr": lr}
-        for (decays, lr), params in sorted(groups.items())
+        for (decays, _, lr), params in sorted(groups.items())
     ]
 
 
