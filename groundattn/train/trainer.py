@@ -80,20 +80,23 @@ def _param_groups(
                 f"optim.freeze: {prefix!r} names no parameter of the model "
                 f"(parameters start with {sorted({n.split('.')[0] for n in names})})"
             )
-    for glob in optim.lr_by_name:
-        if not any(fnmatch.fnmatchcase(n, glob) for n in names):
-            raise ConfigError(
-                f"optim.lr_by_name: {glob!r} matches no parameter of the model "
-                f"(e.g. {names[0]!r}, {names[-1]!r})"
-            )
-    new_lr = optim.new_lr if optim.new_lr is not None else optim.lr
-    # keyed by (decays, new, lr): without lr_by_name, the groups of earlier checkpoints
-    groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
     for name, p in module.named_parameters():
         if any(name == prefix or name.startswith(prefix + ".") for prefix in optim.freeze):
             p.requires_grad_(False)
-        if not p.requires_grad:
+    trained = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    for glob in optim.lr_by_name:
+        if any(fnmatch.fnmatchcase(name, glob) for name, _ in trained):
             continue
+        found = (
+            "only frozen parameters"
+            if any(fnmatch.fnmatchcase(name, glob) for name in names)
+            else f"no parameter of the model (e.g. {names[0]!r}, {names[-1]!r})"
+        )
+        raise ConfigError(f"optim.lr_by_name: {glob!r} matches {found}")
+    new_lr = optim.new_lr if optim.new_lr is not None else optim.lr
+    # keyed by (decays, new, lr): without lr_by_name, the groups of earlier checkpoints
+    groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
+    for name, p in trained:
         decays = not (p.ndim < 2 or "LayerNorm" in name or "embedding" in name.split(".")[-1])
         new = name in new_parameters
         lr = next(

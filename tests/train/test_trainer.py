@@ -61,6 +61,9 @@ def test_lr_by_name_sets_the_rate_of_the_parameters_its_first_matching_glob_name
     assert decay_of[id(named["encoder.0.weight"])] == 0.01
     with pytest.raises(ConfigError, match="optim.lr_by_name: 'decoder.*' matches no parameter"):
         _param_groups(_Task(), OptimSection(lr_by_name={"decoder.*": 1e-3}), frozenset())
+    frozen = OptimSection(freeze=["encoder.0"], lr_by_name={"encoder.0.*": 1e-3})
+    with pytest.raises(ConfigError, match="'encoder.0.\\*' matches only frozen parameters"):
+        _param_groups(_Task(), frozen, frozenset())
 
 
 def test_frozen_parameters_leave_the_optimizer():
