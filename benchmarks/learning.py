@@ -18,10 +18,12 @@ say, for an experiment whose stages are not all finished.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 from groundattn.config import ExperimentConfig, load_config
+from groundattn.errors import GroundattnError
 from groundattn.eval.curves import collect, write_curves
 from groundattn.eval.report import paired_difference
 
@@ -83,4 +85,8 @@ def print_differences(last: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GroundattnError as error:  # a user's mistake: one line, as the command line prints it
+        print(f"groundattn: error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -129,10 +129,12 @@ def write_curves(experiment: str | Path, out: str | Path | None = None) -> tuple
     """``learning_curves.csv`` and ``learning_curves.png`` of an experiment directory."""
     experiment = Path(experiment)
     out = Path(out) if out is not None else experiment
-    out.mkdir(parents=True, exist_ok=True)
+    if not experiment.is_dir():
+        raise MissingFileError(f"{experiment}: no such experiment directory")
     points = collect(experiment)
     if not points:
         raise MissingFileError(f"{experiment}: no finished stage with a validation history")
+    out.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(points, out / "learning_curves.csv")
     png_path = out / "learning_curves.png"
     curves_figure(points).savefig(png_path, dpi=110)

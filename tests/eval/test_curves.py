@@ -55,3 +55,9 @@ def test_write_curves_writes_the_csv_and_the_figure(experiment, tmp_path):
 def test_an_experiment_without_history_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no finished stage"):
         write_curves(tmp_path)
+
+
+def test_a_missing_experiment_is_an_error_and_nothing_is_created(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such experiment directory"):
+        write_curves(tmp_path / "missing", tmp_path / "out")
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "out").exists()
