@@ -124,7 +124,7 @@ class VLEncoder(nn.Module):
         self.apply(self._init_weights)
         for p in (self.embeddings.image_token_embedding, self.embeddings.end_token_embedding):
             nn.init.normal_(p, std=config.initializer_range)
-        self.embeddings.visual.set_scales(config.initializer_range, config.initializer_range)
+        self.embeddings.visual.start_at_word_scale(config.initializer_range)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear | nn.Embedding):

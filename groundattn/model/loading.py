@@ -106,17 +106,6 @@ _VISUAL_PARTS = re.compile(r"^embeddings\.(visual\.|image_token_embedding$|end_t
 _STATISTICS = re.compile(r"^embeddings\.visual\.(feature|geometry)_(mean|std)$")
 
 
-# The whole-image embedding r0 is added to every word piece (METHOD §2). A layer-normed
-# vector at the words' own per-dimension scale has the norm of a word embedding: added at
-# that scale it would move every word as far from itself as another word is, and the
-# pretrained language model would start from text it has never seen. It starts at a tenth
-# of that and grows where the task wants it (a learned log-scale). Region tokens have no
-# word to protect: their visual embedding starts at the words' scale.
-# Measured (README, "Why it did not learn"): RefCOCO+ ground-truth val 0.30 / 0.41 / 0.45 /
-# 0.46 at steps 50-200 at the words' scale, 0.40 / 0.47 / 0.50 / 0.50 at a tenth.
-TEXT_IMAGE_SHARE = 0.1
-
-
 def from_pretrained(
     path: str | Path | None = None, **config_overrides: Any
 ) -> tuple[VLEncoder, LoadReport]:
@@ -158,7 +147,7 @@ def from_pretrained(
     )
     report.unused = [k for k in state if _HF_UNUSED.match(k)]
     word_scale = float(model.embeddings.word_embeddings.weight.detach().std())
-    model.embeddings.visual.set_scales(TEXT_IMAGE_SHARE * word_scale, word_scale)
+    model.embeddings.visual.start_at_word_scale(word_scale)
     report.initialized = [k for k in report.missing if _VISUAL_PARTS.match(k)]
     report.missing = [k for k in report.missing if not _VISUAL_PARTS.match(k)]
     report.log()

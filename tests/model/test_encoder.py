@@ -245,6 +245,15 @@ def test_box_geometry_is_standardised_with_the_set_statistics():
         visual.set_geometry_statistics(mean[:4], std[:4])
 
 
+def test_random_weights_add_the_image_to_words_at_a_tenth_of_their_scale():
+    # The rule of a pretrained BERT holds for random weights too: at the words' own scale the
+    # image on every word keeps a plain transformer from comparing a word with a region.
+    config = preset("tiny")
+    visual = VLEncoder(config).embeddings.visual
+    assert float(visual.region_scale) == pytest.approx(config.initializer_range)
+    assert float(visual.text_scale) == pytest.approx(0.1 * config.initializer_range)
+
+
 def test_visual_scales_stay_positive_under_any_update():
     visual = VLEncoder(preset("tiny")).embeddings.visual
     visual.set_scales(0.02, 0.5)
