@@ -246,8 +246,7 @@ def test_box_geometry_is_standardised_with_the_set_statistics():
 
 
 def test_random_weights_add_the_image_to_words_at_a_tenth_of_their_scale():
-    # The rule of a pretrained BERT holds for random weights too: at the words' own scale the
-    # image on every word keeps a plain transformer from comparing a word with a region.
+    # The rule of a pretrained BERT holds for random weights too (embeddings.TEXT_IMAGE_SHARE).
     config = preset("tiny")
     visual = VLEncoder(config).embeddings.visual
     assert float(visual.region_scale) == pytest.approx(config.initializer_range)
