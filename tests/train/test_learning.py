@@ -193,10 +193,12 @@ def test_phrase_grounding_finds_the_shape_the_marked_phrase_names(tmp_path):
     "3e-3, one-word captions). MiniLM-L6 reaches 0.71-0.73 here; on the embedded scenes it "
     "learns identification in one VGP epoch, with direct supervision to 92 % (README). Not the "
     "captions: one template ('a red shape .') stops at 0.77 too. At batch 32 the training loss "
-    "falls to 0.09 while validation stays at 0.77: it memorises the images' fixed hard negatives, "
-    "but 960 images reach only 0.73. Open: what else in this world (the VGP classification loss "
-    "beside it, the box geometry, r0's noise) holds a dropout-free encoder back, and a world "
-    "where identification is learned in seconds.",
+    "falls to 0.09 while validation stays at 0.77: it memorises the images' fixed hard negatives. "
+    "With 960 images, random negatives, batch 32, width 64, dropout 0 and the region scale x3 "
+    "(step 2,000): 0.73 as the world is, 0.87 with one fixed box, 0.94 with an r0 that is the "
+    "same for every image (this world's r0 carries brightness and noise, no colour), 0.92 with "
+    "both. Open: a world and tiny configuration (wider, no dropout, a larger region scale, a "
+    "noiseless r0) where identification is learned in seconds through the ordinary config.",
 )
 def test_vgp_identifies_the_captions_that_name_the_colour(tmp_path):
     # One shape of 8 colours per image; five captions name its colour; the negative
