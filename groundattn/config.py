@@ -595,8 +595,8 @@ class ExperimentConfig(Section):
     )
     methods: list[Literal["none", "indirect", "direct", "semi-direct"]] | None = Field(
         None,
-        min_length=1,
-        description="shorthand for rows: the paper's rows of these methods (None and no rows: all four)",
+        description="shorthand for rows: the paper's rows of these methods (None and no rows: all "
+        "four; []: none, Original alone)",
     )
     rows: list[ExperimentRow] | None = Field(
         None,
@@ -645,7 +645,8 @@ class ExperimentConfig(Section):
         """The VGP rows: ``rows``, else the paper's rows of ``methods`` (default all four)."""
         if self.rows is not None:
             return list(self.rows)
-        return [paper_row(m) for m in self.methods or PAPER_METHODS]
+        methods = PAPER_METHODS if self.methods is None else self.methods
+        return [paper_row(m) for m in methods]
 
 
 class ConfigError(GroundattnError, ValueError):

@@ -182,13 +182,15 @@ def run_experiment(
         }
         for name, init in starts.items():
             record, vqa, refs, phrase = stages.downstream(name, init, seed)
-            # Grounding on the VGP validation: Original is every VGP run's "before".
+            # Grounding on the VGP validation: Original is every VGP run's "before" (with no
+            # VGP row, Original alone, its VGP columns stay empty).
             vgp = (
                 vgp_summaries[name]["after"]
                 if name != ORIGINAL
-                else next(iter(vgp_summaries.values()))["before"]
+                else next((v["before"] for v in vgp_summaries.values()), {})
             )
-            record.update(vgp_columns(vgp, fine_tuned=name != ORIGINAL))
+            if vgp:
+                record.update(vgp_columns(vgp, fine_tuned=name != ORIGINAL))
             records.append(record)
             if name == ORIGINAL and seed == config.seeds[0]:  # baselines: the same for all models
                 records.insert(0, _chance_record(seed, vqa, refs, vgp))
@@ -363,7 +365,8 @@ def write_report(
         "",
         differences_table(records, labels),
         "",
-        f"Data: `{config.data_root}`; rows {', '.join(labels.values())}; seeds {config.seeds};",
+        f"Data: `{config.data_root}`; rows {', '.join(labels.values()) or '(none: Original alone)'}; "
+        f"seeds {config.seeds};",
         f"this run of the experiment took {minutes:.1f} min (stages reused from earlier runs take no time).",
         "VQA: official accuracy on val. RefCOCO+: accuracy (IoU ≥ 0.5) with detected and ground-truth boxes.",
         *(

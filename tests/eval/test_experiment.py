@@ -77,6 +77,24 @@ def test_tiny_experiment_writes_the_table_and_resumes(small_scenes, tmp_path, mo
     assert "## What was run" in (out / "results.md").read_text()
 
 
+def test_original_alone_over_seeds(small_scenes, tmp_path):
+    # methods=[]: no VGP row, the pretrained model's downstream results over seeds.
+    sets = [f"data_root={small_scenes}", "seeds=[0, 1]", "methods=[]"]
+    sets += [f"{task}={CONFIGS / task / 'tiny.yaml'}" for task in ("pretrain", "vqa", "refcoco")]
+    config = load_config(ExperimentConfig, CONFIGS / "experiment" / "tiny.yaml", sets)
+    records = run_experiment(config, tmp_path / "experiment", announce=lambda _: None)
+    assert [(r["method"], r["seed"]) for r in records] == [
+        ("chance", 0),
+        ("original", 0),
+        ("original", 1),
+    ]
+    assert not (tmp_path / "experiment" / "vgp").exists()
+    assert "grounding_best" not in records[1]  # no VGP validation to read it from
+    table = (tmp_path / "experiment" / "results.md").read_text()
+    assert "| Original |" in table and "Grounding accuracy" not in table.split("\n\n")[1]
+    assert "rows (none: Original alone)" in table
+
+
 def test_rows_are_labelled_configurations():
     config = load_config(ExperimentConfig, CONFIGS / "experiment" / "forgetting.yaml")
     assert [r.label for r in config.variants] == [
