@@ -365,8 +365,8 @@ def write_report(
         "",
         differences_table(records, labels),
         "",
-        f"Data: `{config.data_root}`; rows {', '.join(labels.values()) or '(none: Original alone)'}; "
-        f"seeds {config.seeds};",
+        f"Data: `{config.data_root}`; "
+        f"rows {', '.join(labels.values()) or '(none: Original alone)'}; seeds {config.seeds};",
         f"this run of the experiment took {minutes:.1f} min (stages reused from earlier runs take no time).",
         "VQA: official accuracy on val. RefCOCO+: accuracy (IoU ≥ 0.5) with detected and ground-truth boxes.",
         *(

@@ -181,24 +181,16 @@ def test_phrase_grounding_finds_the_shape_the_marked_phrase_names(tmp_path):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="not learned: identification is a comparison (the caption's colour word against the "
-    "region's colour; neither alone tells the class), and small random encoders with dropout do "
-    "not learn it. benchmarks/verification.py, unlimited samples of a one-shape world: at width "
-    "64 a plain nn.TransformerEncoder and the tiny encoder with dropout 0.1 stop at 0.75-0.76 "
-    "(comparing the two captions' words alone) to step 2,000; the tiny encoder without dropout "
-    "passes 95 % at step 1,000. This test's world is harder still: width 64, dropout 0 and the "
-    "region scale at three times the words' stop at 0.77 by step 2,000 (0.69 / 0.85 with 480 images, "
-    "seeds 0 / 1; 0.58 with 960 and random negatives); at the tiny preset it keeps the prior (0.49) for 800 "
-    "steps whatever was tried (hard or random negatives, direct supervision, MLM pretraining, lr "
-    "3e-3, one-word captions). MiniLM-L6 reaches 0.71-0.73 here; on the embedded scenes it "
-    "learns identification in one VGP epoch, with direct supervision to 92 % (README). Not the "
-    "captions: one template ('a red shape .') stops at 0.77 too. At batch 32 the training loss "
-    "falls to 0.09 while validation stays at 0.77: it memorises the images' fixed hard negatives. "
-    "With 960 images, random negatives, batch 32, width 64, dropout 0 and the region scale x3 "
-    "(step 2,000): 0.73 as the world is, 0.87 with one fixed box, 0.94 with an r0 that is the "
-    "same for every image (this world's r0 carries brightness and noise, no colour; seeds 1 / 2: "
-    "0.84 / 0.74), 0.92 with both. Open: a world and tiny configuration (wider, no dropout, a larger region scale, a "
-    "noiseless r0) where identification is learned in seconds through the ordinary config.",
+    reason="not learned: identification compares the caption's colour word with the region's "
+    "colour, and small random encoders with dropout do not learn that comparison "
+    "(benchmarks/verification.py: at width 64 a plain nn.TransformerEncoder and the tiny encoder "
+    "with dropout 0.1 stop at 0.75, the captions-only level; without dropout the tiny encoder "
+    "passes 95 % at step 1,000). In this world the tiny preset keeps the prior (0.49) for 800 "
+    "steps; width 64, dropout 0 and a region scale three times the words' stop at 0.77 (96 "
+    "images memorised, training loss 0.09). With 960 images, random negatives and an r0 without "
+    "this world's brightness and noise it reaches 0.94 in seed 0 but 0.84 / 0.74 in seeds 1 / 2. "
+    "README, 'Why it did not learn', Identification, has every figure. Open: a world and a "
+    "small configuration that learn it in every seed through the ordinary config.",
 )
 def test_vgp_identifies_the_captions_that_name_the_colour(tmp_path):
     # One shape of 8 colours per image; five captions name its colour; the negative
